@@ -1,0 +1,184 @@
+"""The contract between a sending MTA's retry policy and the replay engine.
+
+A *policy* is a frozen description (``RetryPolicy``): its name, where its
+figures come from, the simulated timeouts it charges, and a factory for its
+runtime state. Every simulated sending MTA gets its own ``PolicyState`` from
+``RetryPolicy.start()``; the state is where per-host retry records (Exim),
+dead-destination caches (Postfix) or per-queue timers (Exchange) live.
+
+The engine asks the state four questions, always with the simulated time:
+
+``on_arrival(msg, now)``
+    When is the first attempt? (Exim does not try a new message to a host
+    that is in retry wait; it may even bounce it at once.)
+``before_connect(msg, host, now)``
+    May the MTA connect now, or does it defer without connecting? Returning
+    a ``Failure`` of kind ``SUSPENDED`` is an attempt that never touched the
+    wire (Postfix's "delivery temporarily suspended").
+``after_failure(msg, failure, now)``
+    Retry when, bounce, and is a delay warning due now?
+``after_success(msg, host, now)``
+    A 250 to the final dot: clear host retry state and the like.
+
+Protocol outcomes (refused, timeout, 4xx, 5xx, lost connection) reach the
+policy as ``Failure`` values, never as exceptions.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+__all__ = [
+    "FailureKind",
+    "Stage",
+    "Failure",
+    "MessageView",
+    "Decision",
+    "Timeouts",
+    "PolicyState",
+    "RetryPolicy",
+]
+
+
+class FailureKind(StrEnum):
+    """How a delivery attempt failed."""
+
+    REFUSED = "refused"  #: TCP connection refused (listener closed)
+    TIMEOUT = "timeout"  #: no answer in time (connect, greeting or a command)
+    TEMPFAIL = "tempfail"  #: a 4xx reply
+    PERMFAIL = "permfail"  #: a 5xx reply
+    DROPPED = "dropped"  #: connection lost in mid-session
+    SUSPENDED = "suspended"  #: the sender did not connect (its own retry state said wait)
+
+
+class Stage(StrEnum):
+    """Where in the SMTP dialogue an attempt ended."""
+
+    CONNECT = "connect"
+    GREETING = "greeting"
+    EHLO = "ehlo"
+    MAIL = "mail"
+    RCPT = "rcpt"
+    DATA = "data"
+    DOT = "dot"  #: the reply to the final ``.`` of DATA
+    QUIT = "quit"
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A failed attempt as the sending MTA saw it."""
+
+    kind: FailureKind
+    stage: Stage
+    host: str
+    code: int | None = None
+    text: str = ""
+
+    @property
+    def is_permanent(self) -> bool:
+        """True for a 5xx reply."""
+        return self.kind is FailureKind.PERMFAIL
+
+    @property
+    def is_host_error(self) -> bool:
+        """True when the failure says the host, not the message, is the problem.
+
+        Exim's classification: refused, connect or greeting timeouts, any
+        error to the greeting or EHLO, and a lost connection before the final
+        dot are host errors; replies to MAIL, RCPT, DATA and the dot are not.
+        """
+        if self.kind in (FailureKind.REFUSED, FailureKind.SUSPENDED):
+            return True
+        if self.stage in (Stage.CONNECT, Stage.GREETING, Stage.EHLO):
+            return True
+        return self.kind is FailureKind.DROPPED and self.stage is not Stage.DOT
+
+    def describe(self) -> str:
+        """One line for logs and DSN Diagnostic-Code fields."""
+        if self.code is not None:
+            return f"{self.code} {self.text}".strip()
+        return f"{self.kind.value} at {self.stage.value}" + (f": {self.text}" if self.text else "")
+
+
+@dataclass(frozen=True, slots=True)
+class MessageView:
+    """What a policy may know about a message."""
+
+    id: str
+    arrival: float  #: simulated seconds when the sender queued it
+    attempts: int  #: attempts made so far (including suspended ones)
+    warnings: int  #: delay warnings already sent
+    destination: str  #: the recipient domain (the next hop)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the sender does next: retry at a time, or bounce.
+
+    Exactly one of ``retry_at`` and ``bounce`` is set. ``warn`` asks the
+    engine to send a delay warning (RFC 3464 ``Action: delayed``) now.
+    """
+
+    retry_at: float | None = None
+    bounce: str | None = None  #: the reason, e.g. "retry lifetime exceeded"
+    status: str = ""  #: RFC 3463 status for a bounce, e.g. "4.4.7" / "5.1.1"
+    warn: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.retry_at is None) == (self.bounce is None):
+            raise ValueError("a Decision needs exactly one of retry_at and bounce")
+
+    @classmethod
+    def retry(cls, at: float, *, warn: bool = False) -> Decision:
+        """Try again at simulated time *at*."""
+        return cls(retry_at=at, warn=warn)
+
+    @classmethod
+    def give_up(cls, reason: str, status: str) -> Decision:
+        """Bounce the message with an RFC 3463 status."""
+        return cls(bounce=reason, status=status)
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Simulated seconds charged when the receiving side does not answer.
+
+    ``connect`` is charged for an unreachable host, ``greeting`` for a host
+    that accepts TCP but never greets (blackhole), ``command`` for a stalled
+    reply to a command, ``data_done`` for a stalled reply to the final dot.
+    """
+
+    connect: float = 30.0
+    greeting: float = 300.0
+    command: float = 300.0
+    data_done: float = 600.0
+
+
+class PolicyState(Protocol):
+    """Runtime retry state of one simulated sending MTA."""
+
+    def on_arrival(self, msg: MessageView, now: float) -> Decision:
+        """When to make the first attempt (usually ``now``)."""
+
+    def before_connect(self, msg: MessageView, host: str, now: float) -> Failure | None:
+        """``None`` to connect; a ``SUSPENDED`` failure to defer without connecting."""
+
+    def after_failure(self, msg: MessageView, failure: Failure, now: float) -> Decision:
+        """Retry time or bounce after a failed attempt at *now*."""
+
+    def after_success(self, msg: MessageView, host: str, now: float) -> None:
+        """The message was accepted by *host* at *now*."""
+
+
+class RetryPolicy(Protocol):
+    """A frozen description of a sending MTA's retry behaviour."""
+
+    name: str
+    source: str  #: where the figures come from (cited in docs and ``policies show``)
+    timeouts: Timeouts
+
+    def start(self, rng: random.Random) -> PolicyState:
+        """Fresh runtime state for one sending MTA; *rng* is seeded per sender."""
