@@ -1,0 +1,24 @@
+"""Named SMTP replies used by the simulated receiving servers.
+
+Tests and fault modes refer to these names instead of magic strings.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "OK_QUEUED",
+    "TEMPFAIL_GREETING",
+    "SERVICE_UNAVAILABLE",
+    "NO_SUCH_DOMAIN",
+    "reply_code",
+]
+
+OK_QUEUED = "250 2.0.0 Ok: queued as {queue_id}"
+TEMPFAIL_GREETING = "421 4.3.2 Service not available, closing transmission channel"
+SERVICE_UNAVAILABLE = "451 4.3.0 Local error in processing"
+NO_SUCH_DOMAIN = "550 5.1.2 Relay access denied: domain not served here"
+
+
+def reply_code(reply: str) -> int:
+    """The three-digit code at the start of an SMTP reply string."""
+    return int(reply[:3])

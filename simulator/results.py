@@ -1,0 +1,180 @@
+"""Flat output records of a run: the ledger, the summary, the event log.
+
+``RunResult`` is what ``run_scenario`` returns. ``write()`` produces the
+files other tools read (fixed names, see DESIGN): ``messages.csv``,
+``summary.json`` and ``events.jsonl``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .clock import SimClock
+from .ledger import STATES, MessageRecord
+from .scenario import Scenario
+
+__all__ = ["RunResult", "Window", "MESSAGE_COLUMNS"]
+
+MESSAGE_COLUMNS = (
+    "message_id",
+    "sender",
+    "policy",
+    "submitted_at",
+    "final_state",
+    "final_at",
+    "attempts",
+    "accepted_at",
+    "accepted_by",
+    "copies",
+    "delay_warnings",
+    "group",
+    "originator",
+    "recipient",
+    "connections",
+    "bounce_status",
+    "bounce_reason",
+    "last_error",
+    "window",
+)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A window of submission time with the states of the mail submitted in it."""
+
+    label: str
+    start: float
+    end: float
+    counts: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        """Messages submitted in the window."""
+        return sum(self.counts.values())
+
+
+def _windows(scenario: Scenario, clock: SimClock) -> list[tuple[str, float, float]]:
+    """The scenario's own windows, or one per stretch between timeline events."""
+    if scenario.windows:
+        out = []
+        for w in scenario.windows:
+            lo = 0.0 if w.start == "start" else clock.seconds(w.start)
+            hi = clock.end if w.end == "end" else clock.seconds(w.end)
+            out.append((w.label, lo, hi))
+        return out
+    cuts = sorted({0.0, clock.end, *(clock.seconds(ev.at) for ev in scenario.timeline)})
+    return [
+        (f"{clock.short(lo)} to {clock.short(hi)}", lo, hi) for lo, hi in zip(cuts, cuts[1:]) if hi > lo
+    ]
+
+
+@dataclass
+class RunResult:
+    """Everything a run produced. ``ok`` is True once the ledger balanced."""
+
+    scenario: Scenario
+    seed: int
+    clock: SimClock
+    records: list[MessageRecord]
+    counts: Counter[str]
+    events: list[dict[str, Any]]
+    wall_seconds: float
+    wire_seconds: float = 0.0
+    batches: int = 0
+    transport: str = "wire"
+    windows: list[Window] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.windows:
+            spans = _windows(self.scenario, self.clock)
+            self.windows = []
+            for label, lo, hi in spans:
+                counts = {s: 0 for s in STATES}
+                for r in self.records:
+                    if lo <= r.submitted_at < hi:
+                        counts[r.final_state] += 1
+                self.windows.append(Window(label, lo, hi, counts))
+
+    @property
+    def messages(self) -> int:
+        """Messages submitted."""
+        return len(self.records)
+
+    @property
+    def attempts(self) -> int:
+        """Delivery attempts, including those deferred without connecting."""
+        return sum(r.attempts for r in self.records)
+
+    @property
+    def connections(self) -> int:
+        """Attempts that reached the wire (real SMTP sessions or connects)."""
+        return sum(r.connections for r in self.records)
+
+    def window_of(self, t: float) -> str:
+        """The label of the first window containing submission time *t*."""
+        for w in self.windows:
+            if w.start <= t < w.end:
+                return w.label
+        return ""
+
+    def by_policy(self) -> dict[str, dict[str, int]]:
+        """Final-state counts per sender group."""
+        out: dict[str, dict[str, int]] = {}
+        for r in self.records:
+            out.setdefault(r.group, {s: 0 for s in STATES})[r.final_state] += 1
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """The content of ``summary.json``."""
+        return {
+            "scenario": self.scenario.name,
+            "seed": self.seed,
+            "messages": self.messages,
+            "attempts": self.attempts,
+            "connections": self.connections,
+            "counts": {s: self.counts[s] for s in STATES},
+            "wall_seconds": round(self.wall_seconds, 3),
+            "transport": self.transport,
+            "clock": {"start": self.clock.iso(0), "end": self.clock.iso(self.clock.end)},
+            "by_policy": self.by_policy(),
+            "windows": [
+                {"label": w.label, "from": self.clock.iso(w.start), "to": self.clock.iso(w.end), "messages": w.total, "counts": w.counts}
+                for w in self.windows
+            ],
+            "delay_warnings": sum(r.delay_warnings for r in self.records),
+            "duplicates": sum(1 for r in self.records if r.copies > 1),
+        }
+
+    def messages_csv(self) -> str:
+        """The ledger as CSV text (deterministic: same scenario and seed, same bytes)."""
+        iso = self.clock.iso
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(MESSAGE_COLUMNS)
+        for r in self.records:
+            writer.writerow(
+                (
+                    r.message_id, r.sender, r.policy, iso(r.submitted_at), r.final_state, iso(r.final_at),
+                    r.attempts, iso(r.accepted_at), r.accepted_by, r.copies, r.delay_warnings, r.group,
+                    r.originator, r.recipient, r.connections, r.bounce_status, r.bounce_reason, r.last_error,
+                    self.window_of(r.submitted_at),
+                )
+            )
+        return buf.getvalue()
+
+    def write(self, out_dir: str | Path) -> Path:
+        """Write ``messages.csv``, ``summary.json`` and ``events.jsonl`` into *out_dir*."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "messages.csv").write_text(self.messages_csv(), encoding="utf-8")
+        (out / "summary.json").write_text(json.dumps(self.summary(), indent=2) + "\n", encoding="utf-8")
+        with (out / "events.jsonl").open("w", encoding="utf-8") as fh:
+            for event in self.events:
+                fh.write(json.dumps(event, separators=(",", ":")) + "\n")
+        return out
