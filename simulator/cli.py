@@ -1,0 +1,171 @@
+"""The ``smtp-outage`` command line: a thin client of ``simulator.run_scenario``.
+
+Tables go to stdout, progress and errors to stderr (progress only on a
+terminal). ``exit_code()`` is the one place that maps outcomes to codes:
+0 ok, 1 run error, 2 bad input, 99 threshold breached.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .api import run_scenario
+from .errors import OutageError, RunError, ScenarioError
+from .ledger import STATES
+from .loader import load_scenario
+from .results import RunResult
+
+__all__ = ["app", "main", "exit_code", "EXIT_OK", "EXIT_RUN_ERROR", "EXIT_BAD_INPUT", "EXIT_THRESHOLD"]
+
+EXIT_OK, EXIT_RUN_ERROR, EXIT_BAD_INPUT, EXIT_THRESHOLD = 0, 1, 2, 99
+
+app = typer.Typer(
+    name="smtp-outage",
+    help="Replay SMTP outages: simulated sending MTAs retry against real SMTP servers on loopback.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def exit_code(error: BaseException | None = None, *, thresholds_failed: bool = False) -> int:
+    """Map a run's outcome to the process exit code."""
+    if isinstance(error, ScenarioError):
+        return EXIT_BAD_INPUT
+    if isinstance(error, (RunError, OutageError)) or error is not None:
+        return EXIT_RUN_ERROR
+    return EXIT_THRESHOLD if thresholds_failed else EXIT_OK
+
+
+def _fail(error: OutageError) -> typer.Exit:
+    if isinstance(error, ScenarioError):
+        for problem in error.problems:
+            err.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+    else:
+        err.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
+    return typer.Exit(exit_code(error))
+
+
+STATE_STYLE = {"delivered": "green", "stranded": "magenta", "lost": "red", "bounced": "yellow", "queued": "cyan"}
+
+
+def _state_table(title: str, first: str, rows: list[tuple[str, dict[str, int]]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column(first, overflow="fold")
+    table.add_column("messages", justify="right")
+    for state in STATES:
+        table.add_column(state, justify="right", style=STATE_STYLE[state])
+    for label, counts in rows:
+        total = sum(counts.values())
+        cells = [f"{counts[s]}" + (f" ({100 * counts[s] / total:.0f}%)" if total and counts[s] else "") for s in STATES]
+        table.add_row(label, str(total), *cells)
+    return table
+
+
+def render(result: RunResult, console: Console) -> None:
+    """Print the run's tables: overall, by submission window, by sender group."""
+    s = result.scenario
+    console.print(
+        f"[bold]{s.name}[/bold] seed {result.seed}: {result.messages} messages, {result.attempts} attempts "
+        f"({result.connections} on the wire), {result.clock.iso(0)} to {result.clock.iso(result.clock.end)}, "
+        f"{result.wall_seconds:.1f}s"
+    )
+    console.print(_state_table("What happened to the mail", "", [("all mail", dict(result.counts))]))
+    console.print(
+        _state_table(
+            "By submission time",
+            "sent or received",
+            [(w.label, w.counts) for w in result.windows],
+        )
+    )
+    console.print(_state_table("By sender", "sender group (policy)", [(f"{g}", c) for g, c in result.by_policy().items()]))
+    stranded = result.counts["stranded"]
+    if stranded:
+        console.print(
+            f"{stranded} message(s) were accepted with a 250 and exist only on a failed disk: "
+            "their senders believe they were delivered."
+        )
+
+
+@app.command()
+def run(
+    scenario: Annotated[Path, typer.Argument(help="scenario YAML file")],
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="results folder (default results/<scenario name>)")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="override the scenario's seed")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print summary.json to stdout instead of tables")] = False,
+    memory: Annotated[bool, typer.Option("--memory", help="in-memory transport, no sockets (quick what-ifs)")] = False,
+) -> None:
+    """Replay SCENARIO and write messages.csv, summary.json and events.jsonl."""
+    try:
+        loaded = load_scenario(scenario, seed=seed)
+    except ScenarioError as exc:
+        raise _fail(exc) from None
+    target = out_dir or Path("results") / loaded.name
+    show_progress = err.is_terminal
+    try:
+        if show_progress:
+            with Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                TextColumn("{task.fields[now]}"),
+                TimeElapsedColumn(),
+                console=err,
+                transient=True,
+            ) as bar:
+                task = bar.add_task(f"replaying {loaded.name}", total=1.0, now="")
+                clock_iso = None
+
+                def progress(now: float, end: float) -> None:
+                    nonlocal clock_iso
+                    from .clock import SimClock
+
+                    clock_iso = clock_iso or SimClock(loaded.clock)
+                    bar.update(task, completed=now / end if end else 1.0, now=clock_iso.iso(now))
+
+                result = run_scenario(loaded, seed=seed, out=target, transport="memory" if memory else "wire", progress=progress)
+        else:
+            result = run_scenario(loaded, seed=seed, out=target, transport="memory" if memory else "wire")
+    except OutageError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        sys.stdout.write(json.dumps(result.summary(), indent=2) + "\n")
+    else:
+        render(result, out)
+    err.print(f"results: {target}/messages.csv, summary.json, events.jsonl", highlight=False)
+
+
+@app.command()
+def validate(scenario: Annotated[list[Path], typer.Argument(help="scenario YAML file(s)")]) -> None:
+    """Check scenario files without running them; one line per problem."""
+    failed: ScenarioError | None = None
+    for path in scenario:
+        try:
+            loaded = load_scenario(path)
+        except ScenarioError as exc:
+            for problem in exc.problems:
+                err.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+            failed = exc
+            continue
+        out.print(f"{path}: ok ({loaded.name}: {len(loaded.servers)} server(s), {len(loaded.timeline)} timeline entries, "
+                  f"{sum(s.count for s in loaded.senders)} sending MTA(s))", highlight=False)
+    if failed is not None:
+        raise typer.Exit(exit_code(failed))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise SystemExit(130) from None
