@@ -134,6 +134,12 @@ class Replay:
             t = group.traffic
             if t.csv is not None:
                 found = csv_arrivals(t, self.clock, self.scenario.source, group.name, group.count)
+            elif t.at is not None:
+                found = [
+                    Arrival(at=float(int(self.clock.seconds(when))), mta=i, rcpt_local=f"user{k + 1}")
+                    for k, when in enumerate(t.at)
+                    for i in range(group.count)
+                ]
             else:
                 lo = self.clock.seconds(t.start) if t.start else start
                 hi = self.clock.seconds(t.until) if t.until else end
@@ -294,7 +300,7 @@ class Replay:
             and failure.stage is Stage.GREETING
             and self.servers[server_name].mode is Mode.UNREACHABLE
         ):
-            return Failure(FailureKind.TIMEOUT, Stage.CONNECT, failure.host, None, "connect timeout (host unreachable)")
+            return Failure(FailureKind.TIMEOUT, Stage.CONNECT, failure.host, None, "connect timed out (host unreachable)")
         return failure
 
     @staticmethod

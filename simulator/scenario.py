@@ -184,7 +184,8 @@ class TrafficSpec(_Model):
 
     Either Poisson arrivals at ``rate`` messages per hour per MTA, shaped by a
     24-value ``profile`` of hourly weights (local time), between ``start`` and
-    ``until``; or an explicit list of arrivals from a ``csv`` file.
+    ``until``; or an explicit list of arrivals from a ``csv`` file; or an
+    explicit list of timestamps ``at`` (one message per MTA at each).
     """
 
     rate: Annotated[float, BeforeValidator(_rate)] | None = None
@@ -192,12 +193,15 @@ class TrafficSpec(_Model):
     start: Timestamp | None = None
     until: Timestamp | None = None
     csv: str | None = None
+    at: list[Timestamp] | None = None
     to: str | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> TrafficSpec:
-        if (self.rate is None) == (self.csv is None):
-            raise PydanticCustomError("traffic", "give exactly one of rate (e.g. 12/h) and csv (a file of arrivals)")
+        if sum(x is not None for x in (self.rate, self.csv, self.at)) != 1:
+            raise PydanticCustomError(
+                "traffic", "give exactly one of rate (e.g. 12/h), csv (a file of arrivals) and at (a list of timestamps)"
+            )
         if self.rate is not None and self.rate <= 0:
             raise PydanticCustomError("traffic", "rate must be greater than 0, e.g. 12/h")
         if isinstance(self.profile, list):
@@ -317,6 +321,9 @@ def check_semantics(s: Scenario) -> list[tuple[tuple[Any, ...], str]]:
             errors.append((("senders", i, "traffic", "to"), f"no server accepts mail for {t.to!r}; served domains: {', '.join(domains)}"))
         if t.to is None and len(domains) > 1:
             errors.append((("senders", i, "traffic"), f"several domains are served ({', '.join(domains)}); say which one with to:"))
+        for j, when in enumerate(t.at or []):
+            if not (s.clock.start <= when <= s.clock.end):
+                errors.append((("senders", i, "traffic", "at", j), f"{when} is outside the clock ({s.clock.start} to {s.clock.end})"))
         if t.start and t.until and t.until <= t.start:
             errors.append((("senders", i, "traffic", "until"), "until must be after start"))
     for i, w in enumerate(s.windows):

@@ -59,6 +59,15 @@ class Transport(Protocol):
         """Run one attempt to its end."""
 
 
+# Failure texts are fixed strings, not exception messages, so that the ledger
+# never carries port numbers or other run-to-run noise.
+REFUSED_TEXT = "connection refused"
+CONNECT_TIMEOUT_TEXT = "connect timed out"
+NO_GREETING_TEXT = "no greeting (timed out)"
+LOST_TEXT = "connection lost"
+TIMEOUT_TEXT = "timed out waiting for a reply"
+
+
 def _reply_failure(stage: Stage, server: str, code: int, text: str) -> Outcome:
     kind = FailureKind.PERMFAIL if 500 <= code < 600 else FailureKind.TEMPFAIL
     return Outcome.failed(kind, stage, server, code, text)
@@ -88,16 +97,16 @@ class SmtpTransport:
         )
         try:
             await smtp.connect()
-        except aiosmtplib.SMTPConnectTimeoutError as exc:
-            return Outcome.failed(FailureKind.TIMEOUT, Stage.GREETING, server, text=str(exc))
+        except aiosmtplib.SMTPConnectTimeoutError:
+            return Outcome.failed(FailureKind.TIMEOUT, Stage.GREETING, server, text=NO_GREETING_TEXT)
         except aiosmtplib.SMTPConnectResponseError as exc:
             return _reply_failure(Stage.GREETING, server, exc.code, exc.message)
-        except aiosmtplib.SMTPServerDisconnected as exc:
-            return Outcome.failed(FailureKind.DROPPED, Stage.GREETING, server, text=str(exc))
+        except aiosmtplib.SMTPServerDisconnected:
+            return Outcome.failed(FailureKind.DROPPED, Stage.GREETING, server, text=LOST_TEXT)
         except aiosmtplib.SMTPConnectError as exc:
             if isinstance(exc.__cause__, TimeoutError):
-                return Outcome.failed(FailureKind.TIMEOUT, Stage.CONNECT, server, text=str(exc))
-            return Outcome.failed(FailureKind.REFUSED, Stage.CONNECT, server, text=str(exc))
+                return Outcome.failed(FailureKind.TIMEOUT, Stage.CONNECT, server, text=CONNECT_TIMEOUT_TEXT)
+            return Outcome.failed(FailureKind.REFUSED, Stage.CONNECT, server, text=REFUSED_TEXT)
         # Once connected, the server answers promptly: the wire timeout only
         # stands in for silence, so commands get a generous real timeout.
         smtp.timeout = max(self.wire_timeout, 10.0)
@@ -125,11 +134,11 @@ class SmtpTransport:
         except aiosmtplib.SMTPResponseException as exc:
             await _close(smtp)
             return _reply_failure(stage, server, exc.code, exc.message)
-        except aiosmtplib.SMTPServerDisconnected as exc:
-            return Outcome.failed(FailureKind.DROPPED, stage, server, text=str(exc))
-        except aiosmtplib.SMTPTimeoutError as exc:
+        except aiosmtplib.SMTPServerDisconnected:
+            return Outcome.failed(FailureKind.DROPPED, stage, server, text=LOST_TEXT)
+        except aiosmtplib.SMTPTimeoutError:
             await _close(smtp)
-            return Outcome.failed(FailureKind.TIMEOUT, stage, server, text=str(exc))
+            return Outcome.failed(FailureKind.TIMEOUT, stage, server, text=TIMEOUT_TEXT)
         if response.code != 250:
             await _close(smtp)
             return _reply_failure(stage, server, response.code, response.message)
@@ -157,10 +166,10 @@ class MemoryTransport:
         """Walk the dialogue against the server's decision logic."""
         server = self._servers[attempt.server]
         if not server.listening:
-            return Outcome.failed(FailureKind.REFUSED, Stage.CONNECT, server.name, text="connection refused")
+            return Outcome.failed(FailureKind.REFUSED, Stage.CONNECT, server.name, text=REFUSED_TEXT)
         greeting = server.greeting()
         if greeting is Greeting.SILENT:
-            return Outcome.failed(FailureKind.TIMEOUT, Stage.GREETING, server.name, text="no greeting")
+            return Outcome.failed(FailureKind.TIMEOUT, Stage.GREETING, server.name, text=NO_GREETING_TEXT)
         if greeting is Greeting.TEMPFAIL:
             reply = server.tempfail_reply
             return _reply_failure(Stage.GREETING, server.name, reply_code(reply), reply[4:])
