@@ -1,0 +1,5 @@
+"""``python -m simulator`` is the ``smtp-outage`` command."""
+
+from .cli import main
+
+main()
