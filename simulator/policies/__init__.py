@@ -13,6 +13,7 @@ from .base import (
 from .registry import PRESETS, Preset, preset_names, register
 from .simple import Exponential, Schedule
 from .spec import ExponentialSpec, PolicySpec, PresetSpec, ScheduleSpec, build_policy
+from . import presets as _presets  # noqa: F401  (registers the MTA and provider presets)
 
 __all__ = [
     "Decision",

@@ -76,6 +76,20 @@ class Failure:
     host: str
     code: int | None = None
     text: str = ""
+    #: True for a wake-up at the end of the queue lifetime: no connection was
+    #: made and the policy will bounce the message. An engine may leave it out
+    #: of the attempt count (the real MTA only looked at its queue file).
+    expiry: bool = False
+
+    @classmethod
+    def suspended(cls, host: str, text: str) -> Failure:
+        """A deferral without a connection, decided by the sender's own retry state."""
+        return cls(FailureKind.SUSPENDED, Stage.CONNECT, host, None, text)
+
+    @classmethod
+    def expired(cls, host: str, text: str) -> Failure:
+        """The message's queue lifetime ended while it waited: bounce without connecting."""
+        return cls(FailureKind.SUSPENDED, Stage.CONNECT, host, None, text, expiry=True)
 
     @property
     def is_permanent(self) -> bool:

@@ -1,0 +1,295 @@
+"""Exim 4: retry rules, per-host retry records shared by all messages, queue runners.
+
+Source: Exim ``src/src/retry.c`` (``retry_update``), ``readconf.c`` and
+``configure.default``; the Exim specification (chapters "Retry configuration",
+"SMTP processing", "Main configuration", "The smtp transport"); Debian's
+``exim4-config`` (retry rule) and ``/etc/init.d/exim4`` (``QUEUEINTERVAL='30m'``).
+See retry-policies.md section 2.
+
+What is modelled:
+
+* A host error (refused, connect or greeting timeout, any error to the
+  greeting or EHLO, a lost connection before the final dot, a timeout after
+  DATA) writes the host's retry record, keyed by host and shared by every
+  message of this MTA. A 4xx or timeout after MAIL, DATA or the dot (or a
+  lost connection after the dot) is a message error, keyed by host and
+  message. A 4xx to RCPT is a recipient error (keyed here by destination and
+  message: the simulator does not see recipient addresses).
+* ``retry_update``: the first rule whose cutoff the failing interval has not
+  passed gives the next try; the failing interval counts from the record's
+  first failure (for non-host errors, from arrival if that is earlier);
+  ``retry_interval_max`` caps every gap; records not updated for
+  ``retry_data_expire`` are forgotten.
+* Retries happen on the queue-runner grid (``queue_runner`` from time 0 plus
+  ``queue_runner_phase``): the first run at or after the retry time.
+* A new message to a host in retry wait is not tried on arrival; it waits
+  for the host's retry time. A message queued for longer than the final
+  cutoff is tried anyway and bounces if that fails.
+* Past the final cutoff the host record is "expired": the failing message
+  bounces ("retry timeout exceeded"), and with ``delay_after_cutoff`` new
+  messages bounce at once until the post-cutoff retry time passes; then one
+  attempt is made.
+* A 5xx at any stage, the greeting included, bounces.
+* Delay warnings (``delay_warning`` time list, Exim's colon syntax) are
+  checked when a delivery defers.
+* Several messages attempted at the same simulated instant behave like one
+  queue run: the first failure updates the host record, the others do not
+  update it again (in Exim they would have found the host in retry wait).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, field_validator
+from pydantic_core import PydanticCustomError
+
+from ..durations import Duration, parse_duration
+from .base import Decision, Failure, FailureKind, MessageView, Stage, Timeouts
+from ._common import Phase, PresetParams, PresetPolicy, next_tick, resolve_phase, warning_due
+from .exim_rules import DEFAULT_RULES, format_retry_rules, next_gap, parse_retry_rules
+from .simple import permanent_decision
+
+__all__ = ["EximParams", "build_exim", "parse_time_list"]
+
+SOURCE = (
+    "Exim src/src/retry.c retry_update, readconf.c, configure.default (default rule "
+    "F,2h,15m; G,16h,1h,1.5; F,4d,6h); Exim specification chapters Retry configuration, SMTP "
+    "processing, Main configuration, The smtp transport; Debian exim4 QUEUEINTERVAL=30m. "
+    "retry-policies.md section 2. Recipient retry records keyed by message, not address [I]."
+)
+
+_HOST, _MESSAGE, _RECIPIENT = "host", "message", "recipient"
+
+
+def parse_time_list(value: Any) -> tuple[float, ...]:
+    """Exim's time list: ``24h`` or ``4h:8h:24h`` (colons; commas also accepted)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        items: list[Any] = [value]
+    elif isinstance(value, str):
+        items = [part for part in value.replace(",", ":").split(":") if part.strip()]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise ValueError(f"expected a time list such as 24h or 4h:8h:24h, got {value!r}")
+    times = tuple(parse_duration(item) for item in items)
+    if any(b <= a for a, b in zip(times, times[1:])):
+        raise ValueError("delay_warning times must increase, e.g. 4h:8h:24h")
+    return times
+
+
+class EximParams(PresetParams):
+    """Exim's retry-related defaults (names as in the Exim specification)."""
+
+    retry_rule: str = Field(DEFAULT_RULES, description="the retry rule list for every host and error")
+    retry_interval_max: Duration = Field(86400.0, description="cap on any retry gap (at most 24h)")
+    retry_data_expire: Duration = Field(604800.0, description="retry records older than this are ignored")
+    delay_warning: Annotated[tuple[float, ...], BeforeValidator(parse_time_list)] = Field(
+        (86400.0,), description="ages for delay warnings, the last gap repeating; 0 = off"
+    )
+    delay_after_cutoff: bool = Field(True, description="bounce new mail at once to a host past its final cutoff")
+    queue_runner: Duration = Field(1800.0, description="queue runner interval (exim -q30m, Debian's default)")
+    queue_runner_phase: Phase = Field(0.0, description="offset of the queue runs from time 0, or random")
+    connect_timeout: Duration = Field(300.0, description="smtp transport connect_timeout")
+    command_timeout: Duration = Field(300.0, description="smtp transport command_timeout (also the greeting)")
+    final_timeout: Duration = Field(600.0, description="smtp transport final_timeout (reply to the dot)")
+
+    @field_validator("retry_rule")
+    @classmethod
+    def _rules(cls, value: str) -> str:
+        try:
+            return format_retry_rules(parse_retry_rules(value))
+        except ValueError as exc:
+            raise PydanticCustomError("exim_rule", "{msg}", {"msg": str(exc)}) from None
+
+    @field_validator("retry_interval_max")
+    @classmethod
+    def _cap(cls, value: float) -> float:
+        if value <= 0 or value > 86400:
+            raise PydanticCustomError(
+                "exim_interval_max", "retry_interval_max must be greater than 0s and at most 24h (Exim's limit)"
+            )
+        return value
+
+    @field_validator("queue_runner")
+    @classmethod
+    def _runner(cls, value: float) -> float:
+        if value <= 0:
+            raise PydanticCustomError("exim_runner", "queue_runner must be greater than 0s, e.g. 30m (exim -q30m)")
+        return value
+
+
+def _error_class(failure: Failure) -> str:
+    """Exim's split of temporary errors into host, message and recipient errors."""
+    if failure.kind in (FailureKind.REFUSED, FailureKind.SUSPENDED):
+        return _HOST
+    if failure.stage in (Stage.CONNECT, Stage.GREETING, Stage.EHLO):
+        return _HOST
+    if failure.kind is FailureKind.DROPPED:
+        return _MESSAGE if failure.stage is Stage.DOT else _HOST
+    if failure.stage is Stage.RCPT:
+        return _RECIPIENT
+    if failure.kind is FailureKind.TIMEOUT and failure.stage not in (Stage.MAIL, Stage.DOT):
+        return _HOST
+    return _MESSAGE
+
+
+@dataclass
+class _Record:
+    """A retry record in Exim's hints database."""
+
+    first_failed: float
+    last_try: float
+    next_try: float
+    stamp: float
+    expired: bool = False
+
+
+class EximState:
+    """One Exim instance: its retry hints database and queue-runner grid."""
+
+    def __init__(self, policy: PresetPolicy, rng: random.Random) -> None:
+        self._p: EximParams = policy.params  # type: ignore[assignment]
+        self._rules = parse_retry_rules(self._p.retry_rule)
+        self._rng = rng
+        self._phase = resolve_phase(self._p.queue_runner_phase, self._p.queue_runner, rng)
+        self._records: dict[tuple[str, ...], _Record] = {}
+        self._dest_hosts: dict[str, list[str]] = {}
+
+    # -- hints database -------------------------------------------------
+
+    def _read(self, key: tuple[str, ...], now: float) -> _Record | None:
+        rec = self._records.get(key)
+        if rec is not None and now - rec.stamp > self._p.retry_data_expire:
+            del self._records[key]
+            return None
+        return rec
+
+    def _see(self, dest: str, host: str) -> None:
+        hosts = self._dest_hosts.setdefault(dest, [])
+        if host not in hosts:
+            hosts.append(host)
+
+    def _host_records(self, dest: str, now: float) -> list[_Record | None]:
+        return [self._read(("host", h), now) for h in self._dest_hosts.get(dest, [])]
+
+    def _final_cutoff(self) -> float | None:
+        return self._rules[-1].cutoff if self._rules else None
+
+    def _tick(self, now: float, not_before: float) -> float:
+        return next_tick(now, self._p.queue_runner, self._phase, not_before=not_before)
+
+    def _update(self, key: tuple[str, ...], msg: MessageView, now: float, host_error: bool) -> tuple[_Record, bool]:
+        """``retry_update`` for one retry item; returns the record and whether it timed out."""
+        rec = self._read(key, now)
+        if rec is None:
+            rec = self._records[key] = _Record(now, now, now, now)
+        failing = now - rec.first_failed
+        if not host_error:
+            failing = max(failing, now - msg.arrival)
+        rule = next((r for r in self._rules if failing <= r.cutoff), None)
+        timed_out = False
+        if rule is not None:
+            rec.expired = False
+        else:
+            rule = self._rules[-1] if self._rules else None
+            rec.expired = timed_out = True
+        final = self._final_cutoff()
+        if (
+            rule is not None
+            and not rec.expired
+            and msg.arrival <= rec.first_failed
+            and final is not None
+            and now - msg.arrival > final
+        ):
+            timed_out, rule = True, None  # on the queue longer than the final cutoff
+        if rule is None:
+            next_try = now
+        else:
+            gap = next_gap(rule, rec.next_try - rec.last_try, now - rec.last_try, self._rng)
+            next_try = now + min(gap, self._p.retry_interval_max)
+        rec.last_try, rec.next_try, rec.stamp = now, next_try, now
+        return rec, timed_out
+
+    # -- the PolicyState contract ---------------------------------------
+
+    def on_arrival(self, msg: MessageView, now: float) -> Decision:
+        """Deliver at once, unless every known host of the destination is in retry wait."""
+        recs = self._host_records(msg.destination, now)
+        if not recs or any(rec is None or rec.next_try <= now for rec in recs):
+            return Decision.retry(now)
+        waiting = [rec for rec in recs if rec is not None]
+        if all(rec.expired for rec in waiting):
+            if self._p.delay_after_cutoff:
+                return Decision.give_up(
+                    "retry time not reached for any host after a long failure period", "4.4.7"
+                )
+            return Decision.retry(now)
+        return Decision.retry(self._tick(now, min(rec.next_try for rec in waiting)))
+
+    def before_connect(self, msg: MessageView, host: str, now: float) -> Failure | None:
+        """Skip a host whose retry time has not come (no connection is made)."""
+        self._see(msg.destination, host)
+        rec = self._read(("host", host), now)
+        if rec is None or rec.next_try <= now:
+            return None
+        final = self._final_cutoff()
+        if rec.expired:
+            if not self._p.delay_after_cutoff:
+                return None
+            return Failure.suspended(host, "retry time not reached for any host after a long failure period")
+        if final is not None and now - msg.arrival > final:
+            return None  # queued longer than the final cutoff: try anyway
+        return Failure.suspended(host, "retry time not reached for any host")
+
+    def after_failure(self, msg: MessageView, failure: Failure, now: float) -> Decision:
+        """Update the retry record of the failing item; bounce, or wait for the next queue run."""
+        self._see(msg.destination, failure.host)
+        if failure.is_permanent:
+            return permanent_decision(failure)
+        kind = _error_class(failure)
+        host_key = ("host", failure.host)
+        if kind == _HOST:
+            rec = self._read(host_key, now)
+            if failure.kind is FailureKind.SUSPENDED or (rec is not None and rec.last_try == now):
+                return self._waiting(msg, rec, now)
+            rec, timed_out = self._update(host_key, msg, now, host_error=True)
+            others = [r for r in self._host_records(msg.destination, now) if r is not rec]
+            if timed_out and all(r is not None and r.expired for r in others):
+                return Decision.give_up("retry timeout exceeded", "4.4.7")
+            candidates = [rec.next_try] + [r.next_try if r is not None else now for r in others]
+            return self._defer(msg, min(candidates), now)
+        key = ("msg", failure.host, msg.id) if kind == _MESSAGE else ("rcpt", msg.destination, msg.id)
+        rec, timed_out = self._update(key, msg, now, host_error=False)
+        if timed_out:
+            return Decision.give_up("retry timeout exceeded", "4.4.7")
+        return self._defer(msg, rec.next_try, now)
+
+    def _waiting(self, msg: MessageView, rec: _Record | None, now: float) -> Decision:
+        """The message found its host in retry wait (no connection, or a concurrent failure)."""
+        if rec is not None and rec.expired and self._p.delay_after_cutoff:
+            return Decision.give_up("retry time not reached for any host after a long failure period", "4.4.7")
+        return self._defer(msg, rec.next_try if rec is not None else now, now)
+
+    def _defer(self, msg: MessageView, retry_time: float, now: float) -> Decision:
+        due = warning_due(self._p.delay_warning, msg.warnings)
+        warn = due is not None and now - msg.arrival >= due
+        return Decision.retry(self._tick(now, retry_time), warn=warn)
+
+    def after_success(self, msg: MessageView, host: str, now: float) -> None:
+        """A delivery to *host* deletes its host record and this message's records."""
+        for key in (("host", host), ("msg", host, msg.id), ("rcpt", msg.destination, msg.id)):
+            self._records.pop(key, None)
+
+
+def build_exim(params: EximParams) -> PresetPolicy:
+    """The ``exim`` preset."""
+    timeouts = Timeouts(
+        connect=params.connect_timeout,
+        greeting=params.command_timeout,
+        command=params.command_timeout,
+        data_done=params.final_timeout,
+    )
+    return PresetPolicy("exim", SOURCE, params, EximState, timeouts)
