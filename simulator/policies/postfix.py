@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from ..durations import Duration
+from ..durations import Duration, format_duration
 from .base import Decision, Failure, FailureKind, MessageView, Stage, Timeouts
 from ._common import Phase, PresetParams, PresetPolicy, bounces_at_once, next_tick, resolve_phase
 from .simple import permanent_decision
@@ -84,8 +84,8 @@ class PostfixParams(PresetParams):
         if self.minimal_backoff_time > self.maximal_backoff_time:
             raise PydanticCustomError(
                 "postfix_backoff",
-                "minimal_backoff_time ({lo}s) is larger than maximal_backoff_time ({hi}s); raise the maximum",
-                {"lo": self.minimal_backoff_time, "hi": self.maximal_backoff_time},
+                "minimal_backoff_time ({lo}) is larger than maximal_backoff_time ({hi}); raise the maximum",
+                {"lo": format_duration(self.minimal_backoff_time), "hi": format_duration(self.maximal_backoff_time)},
             )
         return self
 

@@ -6,6 +6,7 @@ Accepted forms (all under a sender's ``policy:`` key)::
     policy: {preset: postfix, maximal_queue_lifetime: 2d}   # a preset with overrides
     policy: {retry: "5m,15m,1h", lifetime: 30h}     # explicit gaps, the last repeats
     policy: {exponential: {initial: 5m, factor: 2, cap: 4h}, lifetime: 3d}
+    policy: {exim: "F,2h,15m; G,16h,1h,1.5; F,4d,6h", queue_runner: 30m}   # Exim's own rule syntax
 
 Each form is a frozen model; ``build()`` turns it into a runtime policy.
 """
@@ -28,10 +29,19 @@ from pydantic_core import PydanticCustomError
 
 from ..durations import Duration, parse_duration_list
 from .base import RetryPolicy, Timeouts
+from .exim import EximParams, build_exim
 from .registry import PRESETS, preset_names
 from .simple import Exponential, Schedule
 
-__all__ = ["PolicySpec", "ScheduleSpec", "ExponentialSpec", "PresetSpec", "build_policy"]
+__all__ = ["PolicySpec", "ScheduleSpec", "ExponentialSpec", "PresetSpec", "EximSpec", "build_policy"]
+
+
+def _first_error(exc: ValidationError, rename: dict[str, str] | None = None) -> tuple[str, str]:
+    """Where and what of the first error, without pydantic's "Value error, " prefix."""
+    first = exc.errors()[0]
+    where = ".".join((rename or {}).get(str(p), str(p)) for p in first["loc"])
+    msg = first["msg"].removeprefix("Value error, ")
+    return where, msg
 
 
 class _Spec(BaseModel):
@@ -143,12 +153,11 @@ class PresetSpec(BaseModel):
         try:
             params = PRESETS[name].params.model_validate(overrides)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
+            where, msg = _first_error(exc)
             raise PydanticCustomError(
                 "bad_override",
                 "preset {name}: {where}: {msg}",
-                {"name": name, "where": where or "(overrides)", "msg": first["msg"]},
+                {"name": name, "where": where or "(overrides)", "msg": msg},
             ) from None
         return {"preset": name, "params": params}
 
@@ -157,16 +166,53 @@ class PresetSpec(BaseModel):
         return PRESETS[self.preset].build(self.params)
 
 
+class EximSpec(BaseModel):
+    """``{exim: "F,2h,15m; G,16h,1h,1.5; F,4d,6h", queue_runner: 30m}``: Exim with a retry rule.
+
+    The other keys are the ``exim`` preset's settings (``queue_runner``,
+    ``retry_interval_max``, ``delay_warning``, ``delay_after_cutoff``, ...).
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    exim: str
+    params: Any = Field(None, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        overrides = {k: v for k, v in data.items() if k != "exim"}
+        if "retry_rule" in overrides:
+            raise PydanticCustomError(
+                "exim_rule_twice", "give the Exim retry rule once, as exim: \"...\", not also as retry_rule"
+            )
+        try:
+            params = EximParams.model_validate({"retry_rule": data.get("exim"), **overrides})
+        except ValidationError as exc:
+            where, msg = _first_error(exc, {"retry_rule": "exim"})
+            label = "exim" if where == "exim" else f"exim policy, {where or 'settings'}"
+            raise PydanticCustomError("bad_exim", "{label}: {msg}", {"label": label, "msg": msg}) from None
+        return {"exim": params.retry_rule, "params": params}
+
+    def build(self, name: str | None = None) -> RetryPolicy:
+        """The ``exim`` preset's runtime policy with this rule and settings."""
+        return build_exim(self.params)
+
+
 def _which(value: Any) -> str | None:
     if isinstance(value, str):
         return "preset"
     if isinstance(value, dict):
-        for key in ("preset", "retry", "exponential"):
+        for key in ("preset", "retry", "exponential", "exim"):
             if key in value:
                 return key
         return None
     if isinstance(value, BaseModel):
-        return {PresetSpec: "preset", ScheduleSpec: "retry", ExponentialSpec: "exponential"}.get(type(value))
+        return {PresetSpec: "preset", ScheduleSpec: "retry", ExponentialSpec: "exponential", EximSpec: "exim"}.get(
+            type(value)
+        )
     return None
 
 
@@ -175,19 +221,21 @@ PolicySpec = Annotated[
         Annotated[PresetSpec, Tag("preset")],
         Annotated[ScheduleSpec, Tag("retry")],
         Annotated[ExponentialSpec, Tag("exponential")],
+        Annotated[EximSpec, Tag("exim")],
     ],
     Discriminator(
         _which,
         custom_error_type="policy_form",
         custom_error_message=(
             "a policy is a preset name (e.g. postfix), {preset: NAME, ...overrides}, "
-            "{retry: \"5m,15m,1h\", lifetime: 5d} or {exponential: {initial, factor, cap}, lifetime}"
+            "{retry: \"5m,15m,1h\", lifetime: 5d}, {exponential: {initial, factor, cap}, lifetime} "
+            "or {exim: \"F,2h,15m; G,16h,1h,1.5; F,4d,6h\", queue_runner: 30m}"
         ),
     ),
 ]
 """Any accepted policy form; validated by the discriminator on its leading key."""
 
 
-def build_policy(spec: PresetSpec | ScheduleSpec | ExponentialSpec) -> RetryPolicy:
+def build_policy(spec: PresetSpec | ScheduleSpec | ExponentialSpec | EximSpec) -> RetryPolicy:
     """Turn a validated spec into a runtime policy."""
     return spec.build()
