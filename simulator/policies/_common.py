@@ -19,7 +19,7 @@ from typing import Annotated, Any, Callable, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
-from ..durations import format_duration, parse_duration
+from ..durations import format_duration, parse_duration, parse_duration_list
 from .base import Failure, PolicyState, Stage, Timeouts
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "warning_due",
     "PresetPolicy",
     "describe_params",
+    "shows_durations",
 ]
 
 
@@ -42,6 +43,13 @@ class PresetParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def shows_durations(func: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Mark a field parser whose values are seconds, for ``describe_params``."""
+    func.shows_durations = True  # type: ignore[attr-defined]
+    return func
+
+
+@shows_durations
 def parse_phase(value: Any) -> float | str:
     """A phase is ``"random"`` or a duration (``0``, ``150s``, ``15m``)."""
     if isinstance(value, str) and value.strip().lower() == "random":
@@ -110,14 +118,22 @@ def warning_due(times: tuple[float, ...], sent: int) -> float | None:
     return times[-1] + (sent - len(times) + 1) * step
 
 
+def _is_duration_parser(func: Any) -> bool:
+    return func in (parse_duration, parse_duration_list) or getattr(func, "shows_durations", False)
+
+
 def describe_params(params: BaseModel) -> dict[str, Any]:
-    """Settings as shown by ``policies show``: durations formatted, the rest as is."""
+    """Settings as shown by ``policies show``: durations formatted (``5m``), the rest as is."""
     out: dict[str, Any] = {}
     for name, info in type(params).model_fields.items():
         value = getattr(params, name)
-        is_duration = any(isinstance(m, BeforeValidator) and m.func is parse_duration for m in info.metadata)
-        if is_duration and isinstance(value, float):
+        durations = any(
+            isinstance(m, BeforeValidator) and _is_duration_parser(m.func) for m in info.metadata
+        )
+        if durations and isinstance(value, float):
             out[name] = format_duration(value)
+        elif durations and isinstance(value, tuple):
+            out[name] = ",".join(format_duration(v) for v in value) or "none"
         else:
             out[name] = value
     return out

@@ -20,12 +20,13 @@ from pydantic_core import PydanticCustomError
 
 from ..durations import Duration, parse_duration_list
 from .base import Decision, Failure, MessageView, Stage, Timeouts
-from ._common import PresetParams, PresetPolicy, bounces_at_once
+from ._common import shows_durations, PresetParams, PresetPolicy, bounces_at_once
 from .simple import permanent_decision
 
 __all__ = ["GapParams", "GapState", "build_gap_policy", "optional_duration_list"]
 
 
+@shows_durations
 def optional_duration_list(value: object) -> tuple[float, ...]:
     """Like ``parse_duration_list`` but an empty string or list means none."""
     if value in ("", None, [], ()):

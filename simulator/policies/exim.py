@@ -48,7 +48,7 @@ from pydantic_core import PydanticCustomError
 
 from ..durations import Duration, parse_duration
 from .base import Decision, Failure, FailureKind, MessageView, Stage, Timeouts
-from ._common import Phase, PresetParams, PresetPolicy, next_tick, resolve_phase, warning_due
+from ._common import shows_durations, Phase, PresetParams, PresetPolicy, next_tick, resolve_phase, warning_due
 from .exim_rules import DEFAULT_RULES, format_retry_rules, next_gap, parse_retry_rules
 from .simple import permanent_decision
 
@@ -64,6 +64,7 @@ SOURCE = (
 _HOST, _MESSAGE, _RECIPIENT = "host", "message", "recipient"
 
 
+@shows_durations
 def parse_time_list(value: Any) -> tuple[float, ...]:
     """Exim's time list: ``24h`` or ``4h:8h:24h`` (colons; commas also accepted)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
