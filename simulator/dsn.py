@@ -32,7 +32,7 @@ from email import message_from_bytes, message_from_string, policy
 from email.message import EmailMessage, Message
 from email.utils import format_datetime
 
-__all__ = ["Notification", "delay_warning", "bounce"]
+__all__ = ["Notification", "bounce", "delay_warning"]
 
 _STATUS = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")
 _SMTP_REPLY = re.compile(r"^[245]\d\d(?:[ -]|$)")
@@ -191,8 +191,7 @@ def delay_warning(
         "# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #\n"
         "####################################################################\n\n"
         "Your message could not be delivered yet. The mail system will keep trying\n"
-        f"until {format_datetime(will_retry_until)}.\n\n"
-        + "".join(f"<{r}>: {diagnostic}\n" for r in rcpts)
+        f"until {format_datetime(will_retry_until)}.\n\n" + "".join(f"<{r}>: {diagnostic}\n" for r in rcpts)
     )
     return _build(
         action="delayed",
@@ -244,9 +243,7 @@ def bounce(
     body = (
         f"This is the mail system at host {reporting_mta}.\n\n"
         "I'm sorry to have to inform you that your message could not\n"
-        "be delivered to one or more recipients.\n\n"
-        + why
-        + "".join(f"<{r}>: {diagnostic}\n" for r in rcpts)
+        "be delivered to one or more recipients.\n\n" + why + "".join(f"<{r}>: {diagnostic}\n" for r in rcpts)
     )
     return _build(
         action="failed",

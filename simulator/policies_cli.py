@@ -11,7 +11,7 @@ exit code 2.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -124,7 +124,7 @@ def show(
     ] = "refused",
     cost: Annotated[float, typer.Option("--cost", help="Simulated seconds each attempt takes.")] = 0.0,
     settings: Annotated[
-        Optional[list[str]], typer.Option("--set", help="Override a setting, KEY=VALUE (repeatable).")
+        list[str] | None, typer.Option("--set", help="Override a setting, KEY=VALUE (repeatable).")
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for settings that say random.")] = 0,
 ) -> None:
@@ -135,7 +135,9 @@ def show(
     try:
         kind = FailureKind(failure)
     except ValueError:
-        raise _fail(f"--failure must be one of refused, timeout, tempfail, dropped, permfail; got {failure!r}") from None
+        raise _fail(
+            f"--failure must be one of refused, timeout, tempfail, dropped, permfail; got {failure!r}"
+        ) from None
     if kind is FailureKind.SUSPENDED:
         raise _fail("--failure suspended is decided by the policy itself; choose refused, timeout, ...")
     if hours <= 0 or cost < 0:

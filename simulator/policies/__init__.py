@@ -1,5 +1,6 @@
 """Sender retry policies: the runtime contract, generic policies and named presets."""
 
+from . import presets as _presets  # noqa: F401  (registers the MTA and provider presets)
 from .base import (
     Decision,
     Failure,
@@ -13,26 +14,25 @@ from .base import (
 from .registry import PRESETS, Preset, preset_names, register
 from .simple import Exponential, Schedule
 from .spec import ExponentialSpec, PolicySpec, PresetSpec, ScheduleSpec, build_policy
-from . import presets as _presets  # noqa: F401  (registers the MTA and provider presets)
 
 __all__ = [
+    "PRESETS",
     "Decision",
+    "Exponential",
+    "ExponentialSpec",
     "Failure",
     "FailureKind",
     "MessageView",
+    "PolicySpec",
     "PolicyState",
+    "Preset",
+    "PresetSpec",
     "RetryPolicy",
+    "Schedule",
+    "ScheduleSpec",
     "Stage",
     "Timeouts",
-    "PRESETS",
-    "Preset",
+    "build_policy",
     "preset_names",
     "register",
-    "Exponential",
-    "Schedule",
-    "ExponentialSpec",
-    "PolicySpec",
-    "PresetSpec",
-    "ScheduleSpec",
-    "build_policy",
 ]

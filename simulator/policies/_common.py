@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Callable, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
@@ -23,17 +24,17 @@ from ..durations import format_duration, parse_duration, parse_duration_list
 from .base import Failure, PolicyState, Stage, Timeouts
 
 __all__ = [
-    "PresetParams",
-    "Phase",
     "DurationOrRandom",
+    "Phase",
+    "PresetParams",
+    "PresetPolicy",
+    "bounces_at_once",
+    "describe_params",
+    "next_tick",
     "parse_phase",
     "resolve_phase",
-    "next_tick",
-    "bounces_at_once",
-    "warning_due",
-    "PresetPolicy",
-    "describe_params",
     "shows_durations",
+    "warning_due",
 ]
 
 
@@ -57,12 +58,10 @@ def parse_phase(value: Any) -> float | str:
     try:
         return parse_duration(value)
     except ValueError:
-        raise ValueError(
-            f"a phase is a duration such as 0, 150s or 15m, or the word random; got {value!r}"
-        ) from None
+        raise ValueError(f"a phase is a duration such as 0, 150s or 15m, or the word random; got {value!r}") from None
 
 
-DurationOrRandom = Annotated[Union[float, Literal["random"]], BeforeValidator(parse_phase)]
+DurationOrRandom = Annotated[float | Literal["random"], BeforeValidator(parse_phase)]
 """A pydantic field type: seconds (``"15m"``-style accepted) or the word ``random``."""
 
 Phase = DurationOrRandom
@@ -127,9 +126,7 @@ def describe_params(params: BaseModel) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, info in type(params).model_fields.items():
         value = getattr(params, name)
-        durations = any(
-            isinstance(m, BeforeValidator) and _is_duration_parser(m.func) for m in info.metadata
-        )
+        durations = any(isinstance(m, BeforeValidator) and _is_duration_parser(m.func) for m in info.metadata)
         if durations and isinstance(value, float):
             out[name] = format_duration(value)
         elif durations and isinstance(value, tuple):

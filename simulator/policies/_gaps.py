@@ -19,8 +19,8 @@ from pydantic import BeforeValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from ..durations import Duration, parse_duration_list
+from ._common import PresetParams, PresetPolicy, bounces_at_once, shows_durations
 from .base import Decision, Failure, MessageView, Stage, Timeouts
-from ._common import shows_durations, PresetParams, PresetPolicy, bounces_at_once
 from .simple import permanent_decision
 
 __all__ = ["GapParams", "GapState", "build_gap_policy", "optional_duration_list"]
@@ -111,7 +111,7 @@ class GapState:
 
     def after_success(self, msg: MessageView, host: str, now: float) -> None:
         """Nothing is shared between messages."""
-        return None
+        return
 
 
 def build_gap_policy(name: str, source: str, params: GapParams) -> PresetPolicy:

@@ -32,11 +32,11 @@ from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from ..durations import Duration
-from .base import Decision, Failure, FailureKind, MessageView, Stage, Timeouts
 from ._common import PresetParams, PresetPolicy, bounces_at_once
+from .base import Decision, Failure, FailureKind, MessageView, Stage, Timeouts
 from .simple import permanent_decision
 
-__all__ = ["ExchangeParams", "ExchangeEdgeParams", "build_exchange", "build_exchange_edge"]
+__all__ = ["ExchangeEdgeParams", "ExchangeParams", "build_exchange", "build_exchange_edge"]
 
 SOURCE = (
     "Microsoft Learn: Message retry, resubmit, and expiration intervals (Exchange 2016/2019), "

@@ -41,14 +41,15 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from ..durations import Duration, parse_duration
+from ._common import Phase, PresetParams, PresetPolicy, next_tick, resolve_phase, shows_durations, warning_due
 from .base import Decision, Failure, FailureKind, MessageView, Stage, Timeouts
-from ._common import shows_durations, Phase, PresetParams, PresetPolicy, next_tick, resolve_phase, warning_due
 from .exim_rules import DEFAULT_RULES, format_retry_rules, next_gap, parse_retry_rules
 from .simple import permanent_decision
 
@@ -76,7 +77,7 @@ def parse_time_list(value: Any) -> tuple[float, ...]:
     else:
         raise ValueError(f"expected a time list such as 24h or 4h:8h:24h, got {value!r}")
     times = tuple(parse_duration(item) for item in items)
-    if any(b <= a for a, b in zip(times, times[1:])):
+    if any(b <= a for a, b in pairwise(times)):
         raise ValueError("delay_warning times must increase, e.g. 4h:8h:24h")
     return times
 
@@ -224,9 +225,7 @@ class EximState:
         waiting = [rec for rec in recs if rec is not None]
         if all(rec.expired for rec in waiting):
             if self._p.delay_after_cutoff:
-                return Decision.give_up(
-                    "retry time not reached for any host after a long failure period", "4.4.7"
-                )
+                return Decision.give_up("retry time not reached for any host after a long failure period", "4.4.7")
             return Decision.retry(now)
         return Decision.retry(self._tick(now, min(rec.next_try for rec in waiting)))
 

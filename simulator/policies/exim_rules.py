@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from itertools import pairwise
 
 from ..durations import format_duration, parse_duration
 
-__all__ = ["RetryRule", "parse_retry_rules", "format_retry_rules", "next_gap", "DEFAULT_RULES"]
+__all__ = ["DEFAULT_RULES", "RetryRule", "format_retry_rules", "next_gap", "parse_retry_rules"]
 
 DEFAULT_RULES = "F,2h,15m; G,16h,1h,1.5; F,4d,6h"
 """Exim's default retry rule (``src/src/configure.default``; Debian's is identical)."""
@@ -99,7 +100,7 @@ def parse_retry_rules(text: str) -> tuple[RetryRule, ...]:
         raise ValueError(f"an Exim retry rule is a string such as {_EXAMPLE}, got {text!r}")
     items = [item.strip() for item in text.split(";") if item.strip()]
     rules = tuple(_parse_one(item) for item in items)
-    for before, after in zip(rules, rules[1:]):
+    for before, after in pairwise(rules):
         if after.cutoff <= before.cutoff:
             raise ValueError(
                 f"retry rule cutoffs must increase from left to right: {after} can never apply after {before}"

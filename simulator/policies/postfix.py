@@ -37,11 +37,11 @@ from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from ..durations import Duration, format_duration
-from .base import Decision, Failure, FailureKind, MessageView, Stage, Timeouts
 from ._common import Phase, PresetParams, PresetPolicy, bounces_at_once, next_tick, resolve_phase
+from .base import Decision, Failure, FailureKind, MessageView, Stage, Timeouts
 from .simple import permanent_decision
 
-__all__ = ["PostfixParams", "PostfixLegacyParams", "build_postfix", "build_postfix_legacy"]
+__all__ = ["PostfixLegacyParams", "PostfixParams", "build_postfix", "build_postfix_legacy"]
 
 SOURCE = (
     "Postfix source (vdukhovni/postfix 3.12: qmgr_active.c, qmgr_queue.c, qmgr.c, mail_params.h, "

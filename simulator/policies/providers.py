@@ -19,12 +19,12 @@ from ._common import PresetPolicy
 from ._gaps import GapParams, build_gap_policy, optional_duration_list
 
 __all__ = [
-    "GmailParams",
-    "Microsoft365Params",
-    "SesParams",
-    "SendgridParams",
-    "MailgunParams",
     "PROVIDERS",
+    "GmailParams",
+    "MailgunParams",
+    "Microsoft365Params",
+    "SendgridParams",
+    "SesParams",
     "build_provider",
 ]
 
@@ -61,7 +61,7 @@ MAILGUN_SOURCE = (
 
 
 class GmailParams(GapParams):
-    """Gmail / Google Workspace outbound [I]: measured first gaps, then ×1.5 to 4 h, 48 h window."""
+    """Gmail / Google Workspace outbound [I]: measured first gaps, then x1.5 to 4 h, 48 h window."""
 
     retry: _Gaps = Field((362.0, 1380.0, 1654.0, 2528.0, 3799.0), description="measured gaps [I]")
     growth: float = Field(1.5, ge=1.0, description="gap growth after the measured ones [I]")

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pydantic import Field
 
 from ..durations import Duration
-from .base import Decision, Failure, FailureKind, MessageView, Stage, Timeouts
 from ._common import DurationOrRandom, PresetParams, PresetPolicy, bounces_at_once
+from .base import Decision, Failure, FailureKind, MessageView, Stage, Timeouts
 from .simple import permanent_decision
 
 __all__ = ["QmailParams", "build_qmail"]
@@ -86,9 +86,7 @@ class QmailState:
         return None
 
     def _note_connect(self, failure: Failure | None, host: str, now: float) -> None:
-        timed_out = (
-            failure is not None and failure.kind is FailureKind.TIMEOUT and failure.stage is Stage.CONNECT
-        )
+        timed_out = failure is not None and failure.kind is FailureKind.TIMEOUT and failure.stage is Stage.CONNECT
         entry = self._tcpto.get(host)
         if not timed_out:
             if entry is not None and (failure is None or failure.kind is not FailureKind.SUSPENDED):

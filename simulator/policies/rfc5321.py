@@ -24,10 +24,10 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import BeforeValidator, Field
 
 from ..durations import Duration, parse_duration_list
-from .base import Stage
 from ._gaps import GapParams
+from .base import Stage
 
-__all__ = ["Rfc5321Params", "SOURCE"]
+__all__ = ["SOURCE", "Rfc5321Params"]
 
 SOURCE = (
     "RFC 5321 section 4.5.4.1 (retry interval at least 30 min, two attempts in the first hour then every "

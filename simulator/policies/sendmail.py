@@ -28,8 +28,8 @@ from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from ..durations import Duration
-from .base import Decision, Failure, MessageView, Timeouts
 from ._common import Phase, PresetParams, PresetPolicy, bounces_at_once, next_tick, resolve_phase
+from .base import Decision, Failure, MessageView, Timeouts
 from .simple import permanent_decision
 
 __all__ = ["SendmailParams", "build_sendmail"]

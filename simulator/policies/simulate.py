@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field, replace
+from itertools import pairwise
 
 from .base import Failure, FailureKind, MessageView, RetryPolicy, Stage
 
@@ -44,7 +45,7 @@ class Outcome:
     @property
     def gaps(self) -> tuple[float, ...]:
         """Seconds between consecutive connection attempts."""
-        return tuple(b - a for a, b in zip(self.attempts, self.attempts[1:]))
+        return tuple(b - a for a, b in pairwise(self.attempts))
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready mapping (``policies show --json``)."""

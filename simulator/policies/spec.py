@@ -13,7 +13,7 @@ Each form is a frozen model; ``build()`` turns it into a runtime policy.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Union
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -33,7 +33,7 @@ from .exim import EximParams, build_exim
 from .registry import PRESETS, preset_names
 from .simple import Exponential, Schedule
 
-__all__ = ["PolicySpec", "ScheduleSpec", "ExponentialSpec", "PresetSpec", "EximSpec", "build_policy"]
+__all__ = ["EximSpec", "ExponentialSpec", "PolicySpec", "PresetSpec", "ScheduleSpec", "build_policy"]
 
 
 def _first_error(exc: ValidationError, rename: dict[str, str] | None = None) -> tuple[str, str]:
@@ -186,7 +186,7 @@ class EximSpec(BaseModel):
         overrides = {k: v for k, v in data.items() if k != "exim"}
         if "retry_rule" in overrides:
             raise PydanticCustomError(
-                "exim_rule_twice", "give the Exim retry rule once, as exim: \"...\", not also as retry_rule"
+                "exim_rule_twice", 'give the Exim retry rule once, as exim: "...", not also as retry_rule'
             )
         try:
             params = EximParams.model_validate({"retry_rule": data.get("exim"), **overrides})
@@ -217,19 +217,17 @@ def _which(value: Any) -> str | None:
 
 
 PolicySpec = Annotated[
-    Union[
-        Annotated[PresetSpec, Tag("preset")],
-        Annotated[ScheduleSpec, Tag("retry")],
-        Annotated[ExponentialSpec, Tag("exponential")],
-        Annotated[EximSpec, Tag("exim")],
-    ],
+    Annotated[PresetSpec, Tag("preset")]
+    | Annotated[ScheduleSpec, Tag("retry")]
+    | Annotated[ExponentialSpec, Tag("exponential")]
+    | Annotated[EximSpec, Tag("exim")],
     Discriminator(
         _which,
         custom_error_type="policy_form",
         custom_error_message=(
             "a policy is a preset name (e.g. postfix), {preset: NAME, ...overrides}, "
-            "{retry: \"5m,15m,1h\", lifetime: 5d}, {exponential: {initial, factor, cap}, lifetime} "
-            "or {exim: \"F,2h,15m; G,16h,1h,1.5; F,4d,6h\", queue_runner: 30m}"
+            '{retry: "5m,15m,1h", lifetime: 5d}, {exponential: {initial, factor, cap}, lifetime} '
+            'or {exim: "F,2h,15m; G,16h,1h,1.5; F,4d,6h", queue_runner: 30m}'
         ),
     ),
 ]
