@@ -37,6 +37,10 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 
+from .policies_cli import policies_app  # noqa: E402  (a sub-app; mounted below)
+
+app.add_typer(policies_app, name="policies")
+
 
 def exit_code(error: BaseException | None = None, *, thresholds_failed: bool = False) -> int:
     """Map a run's outcome to the process exit code."""
