@@ -34,6 +34,7 @@ from email.utils import format_datetime
 
 __all__ = ["Notification", "bounce", "delay_warning"]
 
+_POLICY = policy.SMTP.clone(max_line_length=998)  # CRLF; long field lines kept whole, as RFC 5322 allows
 _STATUS = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")
 _SMTP_REPLY = re.compile(r"^[245]\d\d(?:[ -]|$)")
 
@@ -48,7 +49,7 @@ class Notification:
 
     def as_bytes(self) -> bytes:
         """The message with CRLF line ends, as sent over SMTP."""
-        return self.message.as_bytes(policy=policy.SMTP)
+        return self.message.as_bytes(policy=_POLICY)
 
 
 def _headers_of(original: Message | bytes | str) -> str:
@@ -60,7 +61,7 @@ def _headers_of(original: Message | bytes | str) -> str:
 
 
 def _fields(pairs: Sequence[tuple[str, str | None]]) -> Message:
-    block = Message()
+    block = Message(policy=_POLICY)
     for name, value in pairs:
         if value is not None:
             block[name] = value

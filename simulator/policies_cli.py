@@ -45,6 +45,10 @@ def _hm(seconds: float) -> str:
     return format_duration(seconds)
 
 
+def _num(seconds: float) -> str:
+    return f"{seconds:.0f}" if float(seconds).is_integer() else f"{seconds:.3f}"
+
+
 def _overrides(items: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items:
@@ -102,7 +106,7 @@ def _show_table(name: str, summary: str, source: str, settings: dict[str, Any], 
             count += 1
             gap = "" if previous is None else _hm(t - previous)
             previous = t
-        table.add_row(str(count) if what == "attempt" else "", f"{t:g}", _hm(t), gap, what)
+        table.add_row(str(count) if what == "attempt" else "", _num(t), _hm(t), gap, what)
     console.print(table)
     if outcome.bounce_at is None:
         console.print(f"no bounce within {_hm(outcome.horizon)}", highlight=False)
