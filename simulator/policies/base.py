@@ -20,6 +20,12 @@ The engine asks the state four questions, always with the simulated time:
 ``after_success(msg, host, now)``
     A 250 to the final dot: clear host retry state and the like.
 
+A policy whose queue lifetime runs out while a message waits (Exchange,
+Sendmail, the providers) asks for a wake-up at that moment and answers
+``before_connect`` with ``Failure.expired(...)`` (``expiry=True``); its
+``after_failure`` then bounces. No connection is made, and an engine may
+leave such a wake-up out of the attempt count.
+
 Protocol outcomes (refused, timeout, 4xx, 5xx, lost connection) reach the
 policy as ``Failure`` values, never as exceptions.
 """

@@ -142,11 +142,10 @@ class ExchangeState:
             return self._retry(msg, queue.next_try if queue.next_try is not None else now, now)
         if not failure.is_host_error:
             return self._retry(msg, now + self._p.message_retry_interval, now)
-        if queue.last_failure != now:  # one queue connection, however many messages wait on it
+        if queue.last_failure != now or queue.next_try is None:  # one connection, however many messages wait
             queue.failures += 1
             queue.last_failure = now
             queue.next_try = now + self._gap(queue.failures)
-        assert queue.next_try is not None
         return self._retry(msg, queue.next_try, now)
 
     def after_success(self, msg: MessageView, host: str, now: float) -> None:

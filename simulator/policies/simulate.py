@@ -118,15 +118,14 @@ def all_attempts_fail(
         if decision.bounce is not None:
             bounce = (now - arrival, decision.bounce, decision.status)
             break
-        assert decision.retry_at is not None
-        now = decision.retry_at
+        now = decision.retry_at if decision.retry_at is not None else now
         if now > end:
             break
+        msg = replace(msg, attempts=msg.attempts + 1)  # counted before before_connect, as the engine does
         held = state.before_connect(msg, fail.host, now)
         if held is not None and held.expiry:
             decision = state.after_failure(msg, held, now)
             continue
-        msg = replace(msg, attempts=msg.attempts + 1)
         if held is None:
             run.attempts.append(now - arrival)
             now += attempt_cost
