@@ -11,6 +11,7 @@ import random
 from dataclasses import dataclass, field
 
 from simulator.policies import PRESETS, Decision, Failure, FailureKind, MessageView, Stage
+from simulator.policies.simulate import all_attempts_fail
 
 HOST = "mx.atnex.example"
 DEST = "atnex.example"
@@ -295,12 +296,8 @@ def test_exchange_message_level_4xx_uses_the_message_retry_interval():
 
 
 def test_qmail_skips_a_host_that_timed_out_twice():
-    from simulator.policies.simulate import all_attempts_fail
-
     preset = PRESETS["qmail"]
-    outcome = all_attempts_fail(
-        preset.build(preset.params()), hours=5, failure=FailureKind.TIMEOUT, attempt_cost=60
-    )
+    outcome = all_attempts_fail(preset.build(preset.params()), hours=5, failure=FailureKind.TIMEOUT, attempt_cost=60)
     assert outcome.attempts[:3] == (0, 400, 6400)
     assert outcome.suspended[:2] == (1600, 3600)
 
