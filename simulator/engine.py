@@ -18,10 +18,12 @@ from typing import Any
 
 import simpy
 
+from . import dsn
 from .bridge import Bridge
 from .clock import SimClock
 from .errors import RunError
 from .ledger import MessageRecord, finalize
+from .policies.simulate import all_attempts_fail
 from .policies import Decision, Failure, FailureKind, MessageView, PolicyState, RetryPolicy, Stage, build_policy
 from .receiver import Mode, ReceivingServer
 from .results import RunResult
@@ -103,6 +105,8 @@ class Replay:
             for domain in spec.domains:
                 self.routes[domain.lower()] = spec.name
         self.messages: list[_Message] = []
+        self.notifications: list[dsn.Notification] = []
+        self._lifetimes: dict[str, float] = {}
 
     # ------------------------------------------------------------------ records
     def log(self, event_type: str, /, **fields: Any) -> None:
@@ -248,6 +252,7 @@ class Replay:
             if decision.warn:
                 r.delay_warnings += 1
                 self.log("warning", message=r.message_id, sender=r.sender, attempts=r.attempts, last_error=r.last_error)
+                self._notify(msg, decision)
             if decision.bounce is not None:
                 self._bounce(msg, decision)
                 return
@@ -269,6 +274,10 @@ class Replay:
                 charge = self._charge(failure, mta.policy)
                 if charge:
                     yield env.timeout(charge)
+            elif failure.expiry:
+                # A lifetime wake-up: the MTA returns the message without connecting.
+                r.attempts -= 1
+                self.log("expired", message=r.message_id, server=server_name, text=failure.text)
             else:
                 self.log("suspended", message=r.message_id, server=server_name, attempt=r.attempts, text=failure.text)
             r.last_error = failure.describe()
@@ -330,6 +339,35 @@ class Replay:
         r.bounce_status = decision.status
         r.bounce_reason = decision.bounce or ""
         self.log("bounce", message=r.message_id, sender=r.sender, originator=r.originator, status=r.bounce_status, reason=r.bounce_reason, attempts=r.attempts, last_error=r.last_error)
+        self._notify(msg, decision)
+
+    def _notify(self, msg: _Message, decision: Decision) -> None:
+        """Build the RFC 3464 delay warning or bounce the MTA sends its originator."""
+        r = msg.record
+        at = self.clock.datetime_at
+        common = {
+            "originator": r.originator,
+            "recipients": r.recipient,
+            "reporting_mta": f"{r.sender}.example",
+            "arrival": at(r.submitted_at),
+            "last_attempt": at(self.env.now),
+            "diagnostic": r.last_error or "no attempt was made",
+            "envelope_id": r.message_id,
+        }
+        if decision.bounce is not None:
+            note = dsn.bounce(msg.content or self._content(msg), status=decision.status or "5.0.0", reason=decision.bounce, **common)
+        else:
+            until = r.submitted_at + self._give_up_after(msg.mta.policy)
+            note = dsn.delay_warning(msg.content or self._content(msg), will_retry_until=at(until), **common)
+        if note is not None:
+            self.notifications.append(note)
+
+    def _give_up_after(self, policy: RetryPolicy) -> float:
+        """When the policy returns a message whose every attempt fails (for Will-Retry-Until)."""
+        if policy.name not in self._lifetimes:
+            fate = all_attempts_fail(policy, hours=30 * 24)
+            self._lifetimes[policy.name] = fate.bounce_at if fate.bounce_at is not None else 30 * 86400.0
+        return self._lifetimes[policy.name]
 
     # ------------------------------------------------------------------ run
     async def _reconcile(self) -> None:
@@ -382,6 +420,7 @@ class Replay:
             wire_seconds=self.bridge.wire_seconds,
             batches=self.bridge.batches,
             transport=self.transport_kind,
+            notifications=self.notifications,
         )
 
 

@@ -89,6 +89,7 @@ class RunResult:
     batches: int = 0
     transport: str = "wire"
     windows: list[Window] = field(default_factory=list)
+    notifications: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.windows:
@@ -148,6 +149,7 @@ class RunResult:
                 for w in self.windows
             ],
             "delay_warnings": sum(r.delay_warnings for r in self.records),
+            "notifications": len(self.notifications),
             "duplicates": sum(1 for r in self.records if r.copies > 1),
         }
 
@@ -177,4 +179,15 @@ class RunResult:
         with (out / "events.jsonl").open("w", encoding="utf-8") as fh:
             for event in self.events:
                 fh.write(json.dumps(event, separators=(",", ":")) + "\n")
+        self._write_notifications(out / "notifications.mbox")
         return out
+
+    def _write_notifications(self, path: Path) -> None:
+        """Every delay warning and bounce as an mbox (envelope sender ``MAILER-DAEMON``: null)."""
+        with path.open("wb") as fh:
+            for note in self.notifications:
+                fh.write(f"From MAILER-DAEMON {note.message['Date']}\n".encode())
+                body = note.message.as_bytes().replace(b"\r\n", b"\n")
+                for line in body.split(b"\n"):
+                    fh.write((b">" + line if line.startswith(b"From ") else line) + b"\n")
+                fh.write(b"\n")
