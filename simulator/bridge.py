@@ -43,13 +43,19 @@ class Bridge:
             return [await self.transport.attempt(batch[0][0])]
         if len(batch) <= self.concurrency:
             return list(await asyncio.gather(*(self.transport.attempt(a) for a, _ in batch)))
-        gate = asyncio.Semaphore(self.concurrency)
+        # More attempts than the cap: a fixed pool of workers takes them in
+        # submission order (as a FIFO semaphore would, without a task per
+        # attempt); outcomes go to their submission index.
+        outcomes: list[Outcome | None] = [None] * len(batch)
+        todo = iter(enumerate(batch))
+        attempt = self.transport.attempt
 
-        async def gated(attempt: Attempt) -> Outcome:
-            async with gate:
-                return await self.transport.attempt(attempt)
+        async def worker() -> None:
+            for i, (a, _) in todo:
+                outcomes[i] = await attempt(a)
 
-        return list(await asyncio.gather(*(gated(a) for a, _ in batch)))
+        await asyncio.gather(*(worker() for _ in range(self.concurrency)))
+        return outcomes  # type: ignore[return-value]
 
     async def flush(self) -> None:
         """Run every pending attempt on the wire and resolve them in submission order."""
