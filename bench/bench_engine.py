@@ -8,8 +8,8 @@ or fails on timing. The script prints one table (stdout) with:
 1. raw references: aiosmtplib clients -> an aiosmtpd server, one connection
    per message (EHLO, MAIL, RCPT, DATA, QUIT), a fixed pool of concurrent
    clients, with the server in the same event loop (as in the engine), in a
-   process of its own, and (same loop) with the protocol class the engine's
-   servers use; "best raw" is the largest of these;
+   process of its own, and (same loop) the engine's own ``WireServer``;
+   "best raw" is the largest of these;
 2. the engine: SMTP attempts per second of ``run_scenario_async`` on scenarios
    built in code whose arrivals fall on whole-minute instants, so that many
    attempts share one simulated instant (up the whole time; and down for ten
@@ -83,13 +83,13 @@ class _SinkHandler:
         return "250 2.0.0 Ok: queued"
 
 
-async def start_sink(smtp_class: type[SMTP] = SMTP) -> tuple[asyncio.Server, int]:
+async def start_sink() -> tuple[asyncio.Server, int]:
     """An aiosmtpd server on 127.0.0.1 port 0 in the running loop; returns it and its port."""
     loop = asyncio.get_running_loop()
     handler = _SinkHandler()
 
     def protocol() -> SMTP:
-        return smtp_class(handler, hostname=SERVER_HOSTNAME, ident="bench", loop=loop, timeout=30)
+        return SMTP(handler, hostname=SERVER_HOSTNAME, ident="bench", loop=loop, timeout=30)
 
     server = await loop.create_server(protocol, LOOPBACK, 0, backlog=BACKLOG)
     return server, server.sockets[0].getsockname()[1]
@@ -194,14 +194,40 @@ async def pool(total: int, concurrency: int, one: Callable[[], Awaitable[None]])
     return total / (time.perf_counter() - started)
 
 
-async def raw_same_loop(total: int, concurrency: int, smtp_class: type[SMTP] = SMTP) -> float:
+async def raw_same_loop(total: int, concurrency: int) -> float:
     """Full transactions per second, server and clients in this event loop."""
-    server, port = await start_sink(smtp_class)
+    server, port = await start_sink()
     try:
         return await pool(total, concurrency, lambda: transaction(port))
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def raw_engine_server(total: int, concurrency: int) -> float:
+    """Full transactions per second against the engine's own server, in this event loop.
+
+    A ``WireServer`` with its ``ReceivingServer`` and mail store, as a replay
+    builds it, but driven by the plain client pool instead of the engine.
+    """
+    from simulator.receiver import ReceivingServer
+    from simulator.store import MailStores
+    from simulator.wire import WireServer
+
+    logic = ReceivingServer(
+        name="mx",
+        domains=[DOMAIN],
+        hostname=SERVER_HOSTNAME,
+        stores=MailStores(["mx"]),
+        now=lambda: 0.0,
+        on_commit=lambda message_id, server, now: None,
+    )
+    wire = WireServer(logic)
+    await wire.start()
+    try:
+        return await pool(total, concurrency, lambda: transaction(wire.port))
+    finally:
+        await wire.stop()
 
 
 async def raw_refused(total: int, concurrency: int) -> float:
@@ -366,8 +392,6 @@ async def measure(sizes: Sizes, workdir: Path, separate: bool) -> tuple[Rows, di
     down = sizes.outage_minutes
     outage_csv = write_arrivals(workdir / "outage.csv", list(range(down)), sizes.outage_per_minute, senders)
 
-    from simulator.wire import _SMTP as engine_smtp  # the protocol class WireServer serves with
-
     sink = SinkProcess() if separate else None
     try:
         for round_no in range(sizes.rounds):
@@ -376,7 +400,7 @@ async def measure(sizes: Sizes, workdir: Path, separate: bool) -> tuple[Rows, di
                 gc.collect()
                 rows.add(f"raw same loop @{c}", await raw_same_loop(total, c))
                 gc.collect()
-                rows.add(f"raw engine server @{c}", await raw_same_loop(total, c, engine_smtp))
+                rows.add(f"raw engine server @{c}", await raw_engine_server(total, c))
                 if sink is not None:
                     gc.collect()
                     port = sink.port
