@@ -1,9 +1,9 @@
 """The replay engine: one SimPy environment, real SMTP, a ledger at the end.
 
 ``Replay`` builds the runtime entities from a ``Scenario`` (receiving servers
-with their mail stores, sending MTAs with their policy state, one SimPy
-process per message, one for the timeline), drives them through the
-time-frozen ``Bridge`` and returns a ``RunResult``.
+with their mail stores and DNS records, sending MTAs with their policy state,
+one SimPy process per message, one for the timeline), drives them through
+the time-frozen ``Bridge`` and returns a ``RunResult``.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from email.utils import format_datetime
 from typing import Any
 
@@ -21,50 +20,25 @@ import simpy
 from . import dsn
 from .bridge import Bridge
 from .clock import SimClock
+from .delivery import Job, Mta, deliver
 from .errors import RunError
 from .ledger import MessageRecord, finalize
+from .policies import Decision, RetryPolicy, build_policy
 from .policies.simulate import all_attempts_fail
-from .policies import Decision, Failure, FailureKind, MessageView, PolicyState, RetryPolicy, Stage, build_policy
 from .receiver import Mode, ReceivingServer
 from .results import RunResult
-from .scenario import (
-    BackupEvent,
-    CrashEvent,
-    DiskLostEvent,
-    DownEvent,
-    RecoverDiskEvent,
-    RestoreEvent,
-    Scenario,
-    UpEvent,
-)
+from .routing import Dns, Resolver
+from .scenario import Scenario
 from .store import MailStores
+from .timeline import timeline_process
 from .traffic import Arrival, csv_arrivals, poisson_arrivals
-from .transport import Attempt, MemoryTransport, Outcome, SmtpTransport, Transport
-from .wire import LOOPBACK, WireServer
+from .transport import MemoryTransport, Outcome, SmtpTransport, Transport
+from .wire import WireServer
 
-__all__ = ["Replay"]
+__all__ = ["Replay", "Progress"]
 
 Progress = Callable[[float, float], None]
 """Called with (simulated seconds done, simulated seconds in all)."""
-
-
-@dataclass
-class _Mta:
-    """A simulated sending MTA: its name, policy and runtime retry state."""
-
-    name: str
-    group: str
-    domain: str
-    policy: RetryPolicy
-    state: PolicyState
-
-
-@dataclass
-class _Message:
-    record: MessageRecord
-    mta: _Mta
-    domain: str
-    content: bytes = field(repr=False, default=b"")
 
 
 class Replay:
@@ -87,11 +61,13 @@ class Replay:
         self.clock = SimClock(scenario.clock)
         self.env = simpy.Environment()
         self.events: list[dict[str, Any]] = []
-        self.stores = MailStores([s.name for s in scenario.servers])
+        relays = {s.name for s in scenario.servers if s.relay is not None}
+        self.stores = MailStores([s.name for s in scenario.servers], relays)
+        self.dns = Dns(scenario.servers)
         self.records: dict[str, MessageRecord] = {}
         self.servers: dict[str, ReceivingServer] = {}
         self.wire: dict[str, WireServer] = {}
-        self.routes: dict[str, str] = {}
+        self.relay_mtas: dict[str, Mta] = {}
         for spec in scenario.servers:
             self.servers[spec.name] = ReceivingServer(
                 name=spec.name,
@@ -101,11 +77,15 @@ class Replay:
                 now=lambda: self.env.now,
                 on_commit=self._on_commit,
                 mode=Mode(spec.initially),
+                seed=self.seed,
             )
-            for domain in spec.domains:
-                self.routes[domain.lower()] = spec.name
-        self.messages: list[_Message] = []
+            if spec.relay is not None:
+                policy = build_policy(spec.relay.policy)
+                rng = random.Random(f"{self.seed}/policy/relay/{spec.name}")
+                self.relay_mtas[spec.name] = Mta(spec.name, spec.name, policy, policy.start(rng), Resolver(self.dns), relay_for=spec.name)
+        self.jobs: list[Job] = []
         self.notifications: list[dsn.Notification] = []
+        self._relay_inbox: list[tuple[str, str, float]] = []
         self._lifetimes: dict[str, float] = {}
 
     # ------------------------------------------------------------------ records
@@ -120,245 +100,53 @@ class Replay:
             self.servers[server].errors.append(RunError(f"{server} stored an unknown message {message_id}"))
             return
         record.copies += 1
+        if server in self.relay_mtas:
+            self._relay_inbox.append((message_id, server, now))
 
-    # ------------------------------------------------------------------ setup
-    def _build_messages(self) -> None:
-        arrivals: list[tuple[float, int, int, int, Arrival, _Mta]] = []
-        start, end = 0.0, self.clock.end
-        domains = sorted(self.routes)
-        for gi, group in enumerate(self.scenario.senders):
-            policy = build_policy(group.policy)
-            domain = (group.traffic.to or domains[0]).lower()
-            width = max(2, len(str(group.count)))
-            mtas = []
-            for i in range(group.count):
-                name = f"{group.name}-{i + 1:0{width}d}"
-                rng = random.Random(f"{self.seed}/policy/{name}")
-                mtas.append(_Mta(name, group.name, domain, policy, policy.start(rng)))
-            t = group.traffic
-            if t.csv is not None:
-                found = csv_arrivals(t, self.clock, self.scenario.source, group.name, group.count)
-            elif t.at is not None:
-                found = [
-                    Arrival(at=float(int(self.clock.seconds(when))), mta=i, rcpt_local=f"user{k + 1}")
-                    for k, when in enumerate(t.at)
-                    for i in range(group.count)
-                ]
-            else:
-                lo = self.clock.seconds(t.start) if t.start else start
-                hi = self.clock.seconds(t.until) if t.until else end
-                found = []
-                for i, mta in enumerate(mtas):
-                    rng = random.Random(f"{self.seed}/traffic/{mta.name}")
-                    found.extend(poisson_arrivals(t, self.clock, lo, hi, i, rng))
-            for n, arrival in enumerate(found):
-                arrivals.append((arrival.at, gi, arrival.mta, n, arrival, mtas[arrival.mta]))
-        arrivals.sort(key=lambda a: a[:4])
-        width = max(6, len(str(len(arrivals))))
-        for n, (at, _, _, _, arrival, mta) in enumerate(arrivals, start=1):
-            message_id = f"m{n:0{width}d}"
-            originator = f"{arrival.rcpt_local.replace('user', 'sender')}@{mta.name}.example"
-            record = MessageRecord(
-                message_id=message_id,
-                sender=mta.name,
-                group=mta.group,
-                policy=mta.policy.name,
-                originator=originator,
-                recipient=f"{arrival.rcpt_local}@{mta.domain}",
-                submitted_at=at,
-            )
-            self.records[message_id] = record
-            self.messages.append(_Message(record, mta, mta.domain))
-
-    def _content(self, msg: _Message) -> bytes:
-        r = msg.record
-        when = self.clock.datetime_at(r.submitted_at)
-        date = format_datetime(when)
-        return (
-            f"From: <{r.originator}>\r\nTo: <{r.recipient}>\r\n"
-            f"Subject: {r.message_id} from {r.sender}\r\nDate: {date}\r\n"
-            f"Message-ID: <{r.message_id}@smtp-outage.invalid>\r\n\r\n"
-            f"Submitted at {self.clock.iso(r.submitted_at)} by {r.sender}.\r\n"
-        ).encode("ascii")
-
-    # ------------------------------------------------------------------ processes
-    def _timeline(self) -> Generator[simpy.Event, None, None]:
-        env = self.env
-        for ev in self.scenario.timeline:
-            at = self.clock.seconds(ev.at)
-            if at > env.now:
-                yield env.timeout(at - env.now)
-            self._apply(ev)
-
-    def _apply(self, ev: Any) -> None:
-        server = self.servers[ev.server]
-        stores = self.stores
-        name = ev.server
-        note = {"note": ev.note} if ev.note else {}
-        if isinstance(ev, UpEvent):
-            server.mode = Mode.UP
-            self.log("server", server=name, state="up", **note)
-        elif isinstance(ev, DownEvent):
-            server.mode = Mode(ev.mode)
-            self.log("server", server=name, state=ev.mode, **note)
-        elif isinstance(ev, CrashEvent):
-            disk = stores.crash(name, self.env.now)
-            server.mode = Mode(ev.mode)
-            self.log("crash", server=name, disk=disk.label if disk else "", messages_on_disk=len(disk.mail) if disk else 0, state=ev.mode, **note)
-        elif isinstance(ev, BackupEvent):
-            if ev.ok:
-                snap = stores.backup(name, self.env.now)
-                self.log("backup", server=name, ok=True, messages=len(snap.mail), **note)
-            else:
-                self.log("backup", server=name, ok=False, messages=0, **note)
-        elif isinstance(ev, RestoreEvent):
-            taken = None if ev.backup == "latest" else self.clock.seconds(ev.backup)
-            snap = stores.latest_backup(name, taken)
-            if snap is None:
-                raise RunError(f"{name}: no backup to restore from at {self.clock.iso(self.env.now)}")
-            disk = stores.restore(name, snap, self.env.now)
-            if ev.bring_up:
-                server.mode = Mode.UP
-            self.log("restore", server=name, disk=disk.label, backup_taken_at=self.clock.iso(snap.taken_at), messages=len(snap.mail), state=server.mode.value, **note)
-        elif isinstance(ev, RecoverDiskEvent):
-            count = stores.recover_failed(name, self.env.now)
-            self.log("disk_recovered", server=name, messages=count, **note)
-        elif isinstance(ev, DiskLostEvent):
-            count = stores.lose_failed(name, self.env.now)
-            self.log("disk_lost", server=name, messages=count, **note)
-
-    def _view(self, msg: _Message) -> MessageView:
-        r = msg.record
-        return MessageView(r.message_id, r.submitted_at, r.attempts, r.delay_warnings, msg.domain)
-
-    def _deliver(self, msg: _Message) -> Generator[simpy.Event, Any, None]:
-        try:
-            yield from self._deliver_steps(msg)
-        except (RunError, simpy.Interrupt):
-            raise
-        except Exception as exc:
-            raise RunError(
-                f"scenario {self.scenario.name}: message {msg.record.message_id} at "
-                f"{self.clock.iso(self.env.now)}: {type(exc).__name__}: {exc}"
-            ) from exc
-
-    def _deliver_steps(self, msg: _Message) -> Generator[simpy.Event, Any, None]:
-        env, r, mta = self.env, msg.record, msg.mta
-        if r.submitted_at > env.now:
-            yield env.timeout(r.submitted_at - env.now)
-        self.log("submit", message=r.message_id, sender=r.sender)
-        decision = mta.state.on_arrival(self._view(msg), env.now)
-        while True:
-            if decision.warn:
-                r.delay_warnings += 1
-                self.log("warning", message=r.message_id, sender=r.sender, attempts=r.attempts, last_error=r.last_error)
-                self._notify(msg, decision)
-            if decision.bounce is not None:
-                self._bounce(msg, decision)
-                return
-            assert decision.retry_at is not None
-            if decision.retry_at > env.now:
-                yield env.timeout(decision.retry_at - env.now)
-            server_name = self.routes[msg.domain]
-            r.attempts += 1
-            failure = mta.state.before_connect(self._view(msg), server_name, env.now)
-            if failure is None:
-                r.connections += 1
-                outcome = yield self._submit(msg, server_name)
-                if outcome.accepted:
-                    self._accepted(msg, server_name, outcome)
-                    mta.state.after_success(self._view(msg), server_name, env.now)
-                    return
-                failure = self._as_seen(outcome.failure, server_name)
-                self.log("reply", message=r.message_id, server=server_name, attempt=r.attempts, kind=failure.kind.value, stage=failure.stage.value, code=failure.code, text=failure.text[:120])
-                charge = self._charge(failure, mta.policy)
-                if charge:
-                    yield env.timeout(charge)
-            elif failure.expiry:
-                # A lifetime wake-up: the MTA returns the message without connecting.
-                r.attempts -= 1
-                self.log("expired", message=r.message_id, server=server_name, text=failure.text)
-            else:
-                self.log("suspended", message=r.message_id, server=server_name, attempt=r.attempts, text=failure.text)
-            r.last_error = failure.describe()
-            decision = mta.state.after_failure(self._view(msg), failure, env.now)
-
-    def _submit(self, msg: _Message, server_name: str) -> simpy.Event:
-        r = msg.record
-        if not msg.content:
-            msg.content = self._content(msg)
-        self.log("attempt", message=r.message_id, sender=r.sender, server=server_name, attempt=r.attempts)
-        address = self.wire[server_name].address if self.wire else (LOOPBACK, 0)
-        return self.bridge.submit(
-            Attempt(
-                message_id=r.message_id,
-                server=server_name,
-                address=address,
-                helo=f"{r.sender}.example",
-                mail_from=r.originator,
-                rcpt_to=r.recipient,
-                content=msg.content,
-            )
-        )
-
-    def _as_seen(self, failure: Failure | None, server_name: str) -> Failure:
-        """Map the wire's stand-ins back to the model's meaning."""
-        assert failure is not None
-        if (
-            failure.kind is FailureKind.TIMEOUT
-            and failure.stage is Stage.GREETING
-            and self.servers[server_name].mode is Mode.UNREACHABLE
-        ):
-            return Failure(FailureKind.TIMEOUT, Stage.CONNECT, failure.host, None, "connect timed out (host unreachable)")
-        return failure
-
-    @staticmethod
-    def _charge(failure: Failure, policy: RetryPolicy) -> float:
-        """Simulated seconds the failure took."""
-        if failure.kind is not FailureKind.TIMEOUT:
-            return 0.0
-        t = policy.timeouts
-        if failure.stage is Stage.CONNECT:
-            return t.connect
-        if failure.stage is Stage.GREETING:
-            return t.greeting
-        if failure.stage is Stage.DOT:
-            return t.data_done
-        return t.command
-
-    def _accepted(self, msg: _Message, server_name: str, outcome: Outcome) -> None:
-        r = msg.record
+    def accepted(self, job: Job, server: str, outcome: Outcome) -> None:
+        """A 250 to the final dot."""
+        r = job.record
+        self.log("reply", message=r.message_id, server=server, attempt=job.attempts, kind="accepted", stage="dot", code=250, text=outcome.reply[:120])
+        if job.relayed:
+            assert job.mta.relay_for is not None
+            self.stores.forwarded(job.mta.relay_for, r.message_id)
+            self.log("relayed", message=r.message_id, relay=job.mta.relay_for, server=server, attempts=job.attempts)
+            return
         if r.accepted_at is None:
-            r.accepted_at, r.accepted_by = self.env.now, server_name
-        self.log("reply", message=r.message_id, server=server_name, attempt=r.attempts, kind="accepted", stage="dot", code=250, text=outcome.reply[:120])
-        self.log("accepted", message=r.message_id, server=server_name, attempts=r.attempts, delay=round(self.env.now - r.submitted_at, 3))
+            r.accepted_at, r.accepted_by = self.env.now, server
+        self.log("accepted", message=r.message_id, server=server, attempts=job.attempts, delay=round(self.env.now - r.submitted_at, 3))
 
-    def _bounce(self, msg: _Message, decision: Decision) -> None:
-        r = msg.record
+    def bounce(self, job: Job, decision: Decision) -> None:
+        """The MTA gives up on the job and tells the originator."""
+        r = job.record
+        if job.relayed:
+            assert job.mta.relay_for is not None
+            self.stores.forwarded(job.mta.relay_for, r.message_id)  # leaves the relay's queue
         r.bounced_at = self.env.now
         r.bounce_status = decision.status
         r.bounce_reason = decision.bounce or ""
-        self.log("bounce", message=r.message_id, sender=r.sender, originator=r.originator, status=r.bounce_status, reason=r.bounce_reason, attempts=r.attempts, last_error=r.last_error)
-        self._notify(msg, decision)
+        self.log("bounce", message=r.message_id, sender=job.mta.name, originator=r.originator, status=r.bounce_status, reason=r.bounce_reason, attempts=job.attempts, last_error=job.last_error)
+        self.notify(job, decision)
 
-    def _notify(self, msg: _Message, decision: Decision) -> None:
+    def notify(self, job: Job, decision: Decision) -> None:
         """Build the RFC 3464 delay warning or bounce the MTA sends its originator."""
-        r = msg.record
+        r = job.record
         at = self.clock.datetime_at
         common = {
             "originator": r.originator,
             "recipients": r.recipient,
-            "reporting_mta": f"{r.sender}.example",
-            "arrival": at(r.submitted_at),
+            "reporting_mta": f"{job.mta.name}.example",
+            "arrival": at(job.arrival),
             "last_attempt": at(self.env.now),
-            "diagnostic": r.last_error or "no attempt was made",
+            "diagnostic": job.last_error or "no attempt was made",
             "envelope_id": r.message_id,
         }
+        original = job.content or self.content(r)
         if decision.bounce is not None:
-            note = dsn.bounce(msg.content or self._content(msg), status=decision.status or "5.0.0", reason=decision.bounce, **common)
+            note = dsn.bounce(original, status=decision.status or "5.0.0", reason=decision.bounce, **common)
         else:
-            until = r.submitted_at + self._give_up_after(msg.mta.policy)
-            note = dsn.delay_warning(msg.content or self._content(msg), will_retry_until=at(until), **common)
+            until = job.arrival + self._give_up_after(job.mta.policy)
+            note = dsn.delay_warning(original, will_retry_until=at(until), **common)
         if note is not None:
             self.notifications.append(note)
 
@@ -369,12 +157,70 @@ class Replay:
             self._lifetimes[policy.name] = fate.bounce_at if fate.bounce_at is not None else 30 * 86400.0
         return self._lifetimes[policy.name]
 
+    # ------------------------------------------------------------------ setup
+    def _build_jobs(self) -> None:
+        arrivals: list[tuple[float, int, int, int, Arrival, Mta, str]] = []
+        end = self.clock.end
+        domains = self.dns.domains
+        for gi, group in enumerate(self.scenario.senders):
+            policy = build_policy(group.policy)
+            domain = (group.traffic.to or domains[0]).lower()
+            width = max(2, len(str(group.count)))
+            mtas = []
+            for i in range(group.count):
+                name = f"{group.name}-{i + 1:0{width}d}"
+                rng = random.Random(f"{self.seed}/policy/{name}")
+                mtas.append(Mta(name, group.name, policy, policy.start(rng), Resolver(self.dns)))
+            t = group.traffic
+            if t.csv is not None:
+                found = csv_arrivals(t, self.clock, self.scenario.source, group.name, group.count)
+            elif t.at is not None:
+                found = [
+                    Arrival(at=float(int(self.clock.seconds(when))), mta=i, rcpt_local=f"user{k + 1}")
+                    for k, when in enumerate(t.at)
+                    for i in range(group.count)
+                ]
+            else:
+                lo = self.clock.seconds(t.start) if t.start else 0.0
+                hi = self.clock.seconds(t.until) if t.until else end
+                found = []
+                for i, mta in enumerate(mtas):
+                    rng = random.Random(f"{self.seed}/traffic/{mta.name}")
+                    found.extend(poisson_arrivals(t, self.clock, lo, hi, i, rng))
+            for n, arrival in enumerate(found):
+                arrivals.append((arrival.at, gi, arrival.mta, n, arrival, mtas[arrival.mta], domain))
+        arrivals.sort(key=lambda a: a[:4])
+        width = max(6, len(str(len(arrivals))))
+        for n, (at, _, _, _, arrival, mta, domain) in enumerate(arrivals, start=1):
+            message_id = f"m{n:0{width}d}"
+            record = MessageRecord(
+                message_id=message_id,
+                sender=mta.name,
+                group=mta.group,
+                policy=mta.policy.name,
+                originator=f"{arrival.rcpt_local.replace('user', 'sender')}@{mta.name}.example",
+                recipient=f"{arrival.rcpt_local}@{domain}",
+                submitted_at=at,
+            )
+            self.records[message_id] = record
+            self.jobs.append(Job(record, mta, domain, at))
+
+    def content(self, r: MessageRecord) -> bytes:
+        """The message's RFC 5322 text (CRLF line endings, no line starting with a dot)."""
+        date = format_datetime(self.clock.datetime_at(r.submitted_at))
+        return (
+            f"From: <{r.originator}>\r\nTo: <{r.recipient}>\r\n"
+            f"Subject: {r.message_id} from {r.sender}\r\nDate: {date}\r\n"
+            f"Message-ID: <{r.message_id}@smtp-outage.invalid>\r\n\r\n"
+            f"Submitted at {self.clock.iso(r.submitted_at)} by {r.sender}.\r\n"
+        ).encode("ascii")
+
     # ------------------------------------------------------------------ run
-    async def _reconcile(self) -> None:
+    async def _before_flush(self) -> None:
         for wire in self.wire.values():
             await wire.reconcile()
 
-    def _check_servers(self) -> None:
+    def _after_flush(self) -> None:
         for server in self.servers.values():
             if server.errors:
                 error = server.errors[0]
@@ -382,33 +228,50 @@ class Replay:
                     f"scenario {self.scenario.name}: server {server.name} at {self.clock.iso(self.env.now)}: "
                     f"{type(error).__name__}: {error}"
                 ) from error
+        if self._relay_inbox:
+            inbox, self._relay_inbox = sorted(self._relay_inbox), []
+            for message_id, relay, now in inbox:
+                record = self.records[message_id]
+                job = Job(record, self.relay_mtas[relay], record.recipient.rpartition("@")[2], now)
+                self.env.process(self._guarded(job))
+
+    def _guarded(self, job: Job) -> Any:
+        try:
+            yield from deliver(self, job)
+        except RunError:
+            raise
+        except Exception as exc:
+            raise RunError(
+                f"scenario {self.scenario.name}: message {job.record.message_id} ({job.mta.name}) at "
+                f"{self.clock.iso(self.env.now)}: {type(exc).__name__}: {exc}"
+            ) from exc
 
     async def run(self) -> RunResult:
         """Replay the scenario and return its result."""
         started = time.perf_counter()
-        self._build_messages()
+        self._build_jobs()
         transport: Transport
         if self.transport_kind == "wire":
-            transport = SmtpTransport(self.scenario.engine.wire_timeout)
             for name, logic in self.servers.items():
                 self.wire[name] = WireServer(logic)
+            transport = SmtpTransport(self.scenario.engine.wire_timeout, self.wire)
         else:
             transport = MemoryTransport(self.servers)
         self.bridge = Bridge(self.env, transport, self.scenario.engine.concurrency)
         try:
             for wire in self.wire.values():
                 await wire.start()
-            self.env.process(self._timeline())
-            for msg in self.messages:
-                self.env.process(self._deliver(msg))
+            self.env.process(timeline_process(self))
+            for job in self.jobs:
+                self.env.process(self._guarded(job))
             end = self.clock.end
             report = (lambda now: self.progress(now, end)) if self.progress else None
-            await self.bridge.drive(end, self._reconcile, self._check_servers, report)
+            await self.bridge.drive(end, self._before_flush, self._after_flush, report)
         finally:
             for wire in self.wire.values():
                 await wire.stop()
-        records = [m.record for m in self.messages]
-        counts = finalize(records, self.stores.holdings(), len(self.messages))
+        records = [job.record for job in self.jobs]
+        counts = finalize(records, self.stores.holdings(), len(self.jobs))
         return RunResult(
             scenario=self.scenario,
             seed=self.seed,
@@ -421,6 +284,7 @@ class Replay:
             batches=self.bridge.batches,
             transport=self.transport_kind,
             notifications=self.notifications,
+            turned_away={name: s.turned_away for name, s in self.servers.items()},
         )
 
 

@@ -6,7 +6,7 @@ Every submitted message ends in exactly one of five states:
 ``stranded``   the sender got a 250, but the only copy is on a failed disk
 ``lost``       accepted, and every copy is destroyed
 ``bounced``    the sender gave up (retry lifetime exceeded, or a 5xx)
-``queued``     still in a sender's queue when the run ends
+``queued``     still in a sender's queue when the run ends (a backup MX's queue included)
 
 ``finalize`` assigns the states and checks conservation; a run whose states
 do not add up fails with ``ConservationError``.
@@ -61,7 +61,7 @@ def finalize(records: list[MessageRecord], holdings: dict[str, Holding], submitt
         if r.accepted_at is not None and held is None:
             raise ConservationError(f"{r.message_id} got a 250 from {r.accepted_by} but no store ever held it")
         if held is not None:
-            r.final_state, r.final_at = held.state, held.since
+            r.final_state, r.final_at = held.state, (None if held.state == "queued" else held.since)
         elif r.bounced_at is not None:
             r.final_state, r.final_at = "bounced", r.bounced_at
         else:

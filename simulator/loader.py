@@ -50,8 +50,13 @@ def line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     return best
 
 
-_TAGGED = {"policy": {"preset", "retry", "exponential", "exim"}}
-_TIMELINE_TAGS = {"up", "down", "crash", "backup", "restore", "recover-disk", "disk-lost"}
+_TAGGED = {
+    "policy": {"preset", "retry", "exponential", "exim"},
+    "fault": {"reply", "accept-then-drop", "slow", "disk-full", "greylist", "capacity", "fail-first"},
+}
+_TIMELINE_TAGS = {
+    "up", "down", "crash", "backup", "backups", "restore", "recover-disk", "disk-lost", "fault", "clear-faults", "dns",
+}
 
 
 def _strip_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -11,13 +11,29 @@ and an in-memory run cannot disagree.
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 
 from . import replies
+from .faults import (
+    CapacityFault,
+    DiskFullFault,
+    DropFault,
+    FailFirstFault,
+    FaultSpec,
+    GreylistFault,
+    ReplyFault,
+    SessionPlan,
+    SlowFault,
+    chance,
+    default_text,
+)
+from .policies import Stage
 from .store import MailStores
 
-__all__ = ["Mode", "Greeting", "ReceivingServer", "message_id_of"]
+__all__ = ["Mode", "Greeting", "ReceivingServer", "SessionContext", "message_id_of"]
 
 _MESSAGE_ID = re.compile(rb"^Message-ID:\s*<([^>\r\n]+)>", re.IGNORECASE | re.MULTILINE)
 
@@ -46,6 +62,21 @@ class Greeting(StrEnum):
     TEMPFAIL = "tempfail"
 
 
+@dataclass(frozen=True, slots=True)
+class SessionContext:
+    """Who is connecting: the message and envelope the session will carry."""
+
+    message_id: str
+    mail_from: str
+    rcpt_to: str
+
+
+@dataclass
+class _ActiveFault:
+    spec: FaultSpec
+    until: float
+
+
 class ReceivingServer:
     """One simulated receiving MTA: mode, domains, and its mail store.
 
@@ -62,6 +93,7 @@ class ReceivingServer:
         now: Callable[[], float],
         on_commit: Callable[[str, str, float], None],
         mode: Mode = Mode.UP,
+        seed: int = 0,
     ) -> None:
         self.name = name
         self.domains = frozenset(d.lower() for d in domains)
@@ -70,7 +102,87 @@ class ReceivingServer:
         self._stores = stores
         self._now = now
         self._on_commit = on_commit
+        self.seed = seed
         self.errors: list[BaseException] = []
+        self.faults: list[_ActiveFault] = []
+        self.sessions_planned = 0
+        self.turned_away = 0
+        self._attempts: dict[str, int] = {}
+        self._greylist: dict[tuple[str, str], float] = {}
+        self._admitted: deque[float] = deque()
+
+    # ------------------------------------------------------------------ faults
+    def add_fault(self, spec: FaultSpec, until: float) -> None:
+        """Switch a fault on until simulated time *until*."""
+        self.faults.append(_ActiveFault(spec, until))
+
+    def clear_faults(self) -> None:
+        """Switch every fault off."""
+        self.faults.clear()
+
+    def plan(self, ctx: SessionContext) -> SessionPlan:
+        """Decide, when a client connects, what this session will meet.
+
+        Called in submission order (deterministic); the wire and the
+        in-memory transport both execute the plan.
+        """
+        now = self._now()
+        self.faults = [f for f in self.faults if f.until > now]
+        self.sessions_planned += 1
+        attempt = self._attempts.get(ctx.message_id, 0) + 1
+        self._attempts[ctx.message_id] = attempt
+        plan = SessionPlan()
+        greeting = self.greeting()
+        if greeting is Greeting.SILENT:
+            plan.greeting = "silent"
+            return plan
+        if greeting is Greeting.TEMPFAIL:
+            plan.greeting, plan.greeting_reply = "tempfail", self.tempfail_reply
+            return plan
+        for active in self.faults:
+            self._apply(active.spec, ctx, attempt, now, plan)
+            if plan.greeting != "serve":
+                return plan
+        return plan
+
+    def _apply(self, fault: FaultSpec, ctx: SessionContext, attempt: int, now: float, plan: SessionPlan) -> None:
+        if isinstance(fault, CapacityFault):
+            window = max(fault.session_time, 60.0 if fault.per_minute else 0.0)
+            while self._admitted and self._admitted[0] <= now - window:
+                self._admitted.popleft()
+            busy = sum(1 for t in self._admitted if t > now - fault.session_time)
+            last_minute = sum(1 for t in self._admitted if t > now - 60.0)
+            if (fault.sessions is not None and busy >= fault.sessions) or (
+                fault.per_minute is not None and last_minute >= fault.per_minute
+            ):
+                plan.greeting, plan.greeting_reply, plan.turned_away = "tempfail", replies.TOO_BUSY, True
+                self.turned_away += 1
+                return
+            self._admitted.append(now)
+        elif isinstance(fault, ReplyFault):
+            if fault.recipients is not None and ctx.rcpt_to.lower() not in {r.lower() for r in fault.recipients}:
+                return
+            if fault.fraction < 1 and chance(self.seed, self.name, ctx.message_id, attempt, "reply") >= fault.fraction:
+                return
+            plan.replies.setdefault(Stage(fault.stage), f"{fault.code} {fault.text or default_text(fault.code)}")
+        elif isinstance(fault, DropFault):
+            if fault.fraction >= 1 or chance(self.seed, self.name, ctx.message_id, attempt, "drop") < fault.fraction:
+                plan.drop_after_commit = True
+        elif isinstance(fault, SlowFault):
+            stages = list(Stage) if fault.stage == "all" else [Stage(fault.stage)]
+            for stage in stages:
+                if stage not in (Stage.CONNECT, Stage.QUIT):
+                    plan.latency[stage] = plan.latency.get(stage, 0.0) + fault.latency
+        elif isinstance(fault, DiskFullFault):
+            plan.replies.setdefault(Stage(fault.stage), replies.DISK_FULL)
+        elif isinstance(fault, GreylistFault):
+            key = (ctx.mail_from.lower(), ctx.rcpt_to.lower())
+            first = self._greylist.setdefault(key, now)
+            if now - first < fault.delay:
+                plan.replies.setdefault(Stage.RCPT, replies.GREYLISTED)
+        elif isinstance(fault, FailFirstFault):
+            if attempt <= fault.attempts:
+                plan.replies.setdefault(Stage(fault.stage), f"{fault.code} {default_text(fault.code)}")
 
     @property
     def listening(self) -> bool:

@@ -10,6 +10,9 @@ __all__ = [
     "TEMPFAIL_GREETING",
     "SERVICE_UNAVAILABLE",
     "NO_SUCH_DOMAIN",
+    "TOO_BUSY",
+    "DISK_FULL",
+    "GREYLISTED",
     "reply_code",
 ]
 
@@ -17,6 +20,9 @@ OK_QUEUED = "250 2.0.0 Ok: queued as {queue_id}"
 TEMPFAIL_GREETING = "421 4.3.2 Service not available, closing transmission channel"
 SERVICE_UNAVAILABLE = "451 4.3.0 Local error in processing"
 NO_SUCH_DOMAIN = "550 5.1.2 Relay access denied: domain not served here"
+TOO_BUSY = "421 4.7.0 Too busy, try again later"
+DISK_FULL = "452 4.3.1 Insufficient system storage"
+GREYLISTED = "451 4.7.1 Greylisted, please try again later"
 
 
 def reply_code(reply: str) -> int:

@@ -2,7 +2,9 @@
 
 ``RunResult`` is what ``run_scenario`` returns. ``write()`` produces the
 files other tools read (fixed names, see DESIGN): ``messages.csv``,
-``summary.json`` and ``events.jsonl``.
+``summary.json`` and ``events.jsonl``, plus ``timeline.json`` (the incident
+as intervals and marks, for reports) and ``thresholds.json`` when the
+scenario declares thresholds.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from .clock import SimClock
 from .ledger import STATES, MessageRecord
+from .metrics import incident_windows, scenario_marks, timeline_document
 from .scenario import Scenario
 
 __all__ = ["RunResult", "Window", "MESSAGE_COLUMNS"]
@@ -60,7 +63,7 @@ class Window:
 
 
 def _windows(scenario: Scenario, clock: SimClock) -> list[tuple[str, float, float]]:
-    """The scenario's own windows, or one per stretch between timeline events."""
+    """The scenario's own windows, or the post-mortem's, derived from the timeline (``incident_windows``)."""
     if scenario.windows:
         out = []
         for w in scenario.windows:
@@ -68,10 +71,12 @@ def _windows(scenario: Scenario, clock: SimClock) -> list[tuple[str, float, floa
             hi = clock.end if w.end == "end" else clock.seconds(w.end)
             out.append((w.label, lo, hi))
         return out
-    cuts = sorted({0.0, clock.end, *(clock.seconds(ev.at) for ev in scenario.timeline)})
-    return [
-        (f"{clock.short(lo)} to {clock.short(hi)}", lo, hi) for lo, hi in zip(cuts, cuts[1:]) if hi > lo
-    ]
+    initial = {v.name: v.initially for v in scenario.servers}
+
+    def fmt(t: float) -> str:
+        return clock.datetime_at(t).strftime("%H:%M %m/%d")
+
+    return incident_windows(scenario_marks(scenario, clock.seconds), initial, clock.end, fmt)
 
 
 @dataclass
@@ -90,6 +95,7 @@ class RunResult:
     transport: str = "wire"
     windows: list[Window] = field(default_factory=list)
     notifications: list[Any] = field(default_factory=list)
+    turned_away: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.windows:
@@ -171,7 +177,7 @@ class RunResult:
         return buf.getvalue()
 
     def write(self, out_dir: str | Path) -> Path:
-        """Write ``messages.csv``, ``summary.json`` and ``events.jsonl`` into *out_dir*."""
+        """Write ``messages.csv``, ``summary.json``, ``events.jsonl``, ``timeline.json`` (and ``thresholds.json``) into *out_dir*."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "messages.csv").write_text(self.messages_csv(), encoding="utf-8")
@@ -180,6 +186,12 @@ class RunResult:
             for event in self.events:
                 fh.write(json.dumps(event, separators=(",", ":")) + "\n")
         self._write_notifications(out / "notifications.mbox")
+        (out / "timeline.json").write_text(json.dumps(timeline_document(self), indent=1) + "\n", encoding="utf-8")
+        if self.scenario.thresholds:
+            from .thresholds import evaluate, to_json
+
+            document = {"scenario": self.scenario.name, "thresholds": to_json(evaluate(self))}
+            (out / "thresholds.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
         return out
 
     def _write_notifications(self, path: Path) -> None:

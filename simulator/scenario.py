@@ -21,7 +21,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr,
 from pydantic_core import PydanticCustomError
 
 from .durations import Duration
+from .faults import FaultSpec
 from .policies import PolicySpec
+from .thresholds import ThresholdList, threshold_problems
 
 __all__ = [
     "Scenario",
@@ -32,6 +34,7 @@ __all__ = [
     "WindowSpec",
     "TimelineEvent",
     "DOWN_MODES",
+    "RelaySpec",
     "check_semantics",
 ]
 
@@ -118,6 +121,15 @@ class ServerSpec(_Model):
     domains: list[str] = Field(min_length=1)
     hostname: str | None = None
     initially: Literal["up", "refuse", "blackhole", "unreachable", "tempfail"] = "up"
+    preference: int = Field(10, ge=0, le=65535, description="MX preference: lower is tried first")
+    relay: RelaySpec | None = None
+
+
+class RelaySpec(_Model):
+    """A backup MX: it accepts mail, queues it and forwards it to the more preferred MX hosts
+    of the domain with its own retry policy (store and forward)."""
+
+    policy: PolicySpec
 
 
 class _Event(_Model):
@@ -154,11 +166,56 @@ class BackupEvent(_Event):
 
 
 class RestoreEvent(_Event):
-    """A new disk for the server, loaded from its latest good backup (or the one taken at ``backup``)."""
+    """A new disk for the server, loaded from its latest good backup (or the one taken at ``backup``).
+
+    ``from_server`` restores another server's backup onto this one (a new
+    machine with a different name and address).
+    """
 
     event: Literal["restore"]
+    from_server: str | None = None
     backup: Timestamp | Literal["latest"] = "latest"
     bring_up: bool = True
+
+
+class FaultEvent(_Event):
+    """Switch a fault on at ``at`` until ``until`` (or until a ``clear-faults`` entry, or the end)."""
+
+    event: Literal["fault"]
+    fault: FaultSpec
+    until: Timestamp | None = None
+
+
+class ClearFaultsEvent(_Event):
+    """Switch off every fault of the server."""
+
+    event: Literal["clear-faults"]
+
+
+class BackupsEvent(_Event):
+    """Back the server's mail store up every ``every`` from ``at`` until ``until`` (or the end)."""
+
+    event: Literal["backups"]
+    every: Duration
+    until: Timestamp | None = None
+    ok: bool = True
+
+    @model_validator(mode="after")
+    def _positive(self) -> BackupsEvent:
+        if self.every < 60:
+            raise PydanticCustomError("every", "every must be at least 1m, e.g. 6h")
+        return self
+
+
+class DnsEvent(_Model):
+    """The domain's MX records change; senders keep their cached answer until its TTL runs out."""
+
+    at: Timestamp
+    event: Literal["dns"]
+    domain: str
+    mx: list[str] = Field(min_length=1, description="server names, most preferred first")
+    ttl: Duration = 3600.0
+    note: str | None = None
 
 
 class RecoverDiskEvent(_Event):
@@ -174,7 +231,19 @@ class DiskLostEvent(_Event):
 
 
 TimelineEvent = Annotated[
-    Union[UpEvent, DownEvent, CrashEvent, BackupEvent, RestoreEvent, RecoverDiskEvent, DiskLostEvent],
+    Union[
+        UpEvent,
+        DownEvent,
+        CrashEvent,
+        BackupEvent,
+        BackupsEvent,
+        RestoreEvent,
+        RecoverDiskEvent,
+        DiskLostEvent,
+        FaultEvent,
+        ClearFaultsEvent,
+        DnsEvent,
+    ],
     Field(discriminator="event"),
 ]
 
@@ -246,7 +315,7 @@ class EngineSpec(_Model):
 
 
 class Scenario(_Model):
-    """A whole incident: clock, servers, timeline, senders, windows."""
+    """A whole incident: clock, servers, timeline, senders, windows, thresholds (``simulator.thresholds``)."""
 
     name: Name
     description: str = ""
@@ -257,6 +326,7 @@ class Scenario(_Model):
     senders: list[SenderSpec] = Field(min_length=1)
     windows: list[WindowSpec] = Field(default_factory=list)
     engine: EngineSpec = EngineSpec()
+    thresholds: dict[str, ThresholdList] = Field(default_factory=dict)
 
     _source: Path | None = PrivateAttr(None)
 
@@ -272,15 +342,19 @@ def check_semantics(s: Scenario) -> list[tuple[tuple[Any, ...], str]]:
     if s.clock.end <= s.clock.start:
         errors.append((("clock", "end"), f"end ({s.clock.end}) must be after start ({s.clock.start})"))
     names: dict[str, int] = {}
-    domains: dict[str, str] = {}
+    domains: dict[str, list[ServerSpec]] = {}
     for i, server in enumerate(s.servers):
         if server.name in names:
             errors.append((("servers", i, "name"), f"server name {server.name!r} is used twice"))
         names[server.name] = i
-        for j, domain in enumerate(server.domains):
-            if domain in domains:
-                errors.append((("servers", i, "domains", j), f"domain {domain!r} is already served by {domains[domain]}"))
-            domains.setdefault(domain, server.name)
+        for domain in server.domains:
+            domains.setdefault(domain, []).append(server)
+    for i, server in enumerate(s.servers):
+        if server.relay is not None:
+            better = [o for d in server.domains for o in domains[d] if o.preference < server.preference and o.relay is None]
+            if not better:
+                errors.append((("servers", i, "relay"), f"{server.name} relays to more preferred MX hosts of its domains, "
+                               f"but none has a lower preference than {server.preference}; add one or raise this preference"))
     # Per-server disk state, to reject impossible timelines up front.
     disk_ok = {name: True for name in names}
     good_backups: dict[str, list[datetime]] = {name: [] for name in names}
@@ -291,10 +365,22 @@ def check_semantics(s: Scenario) -> list[tuple[tuple[Any, ...], str]]:
         previous = max(previous, ev.at) if previous else ev.at
         if not (s.clock.start <= ev.at <= s.clock.end):
             errors.append((("timeline", i, "at"), f"{ev.at} is outside the clock ({s.clock.start} to {s.clock.end})"))
+        if isinstance(ev, DnsEvent):
+            if ev.domain not in domains:
+                errors.append((("timeline", i, "domain"), f"no server serves {ev.domain!r}; served domains: {', '.join(domains)}"))
+            for j, mx in enumerate(ev.mx):
+                if mx not in names:
+                    errors.append((("timeline", i, "mx", j), f"no server named {mx!r}; servers are: {', '.join(names)}"))
+            continue
         if ev.server not in names:
             errors.append((("timeline", i, "server"), f"no server named {ev.server!r}; servers are: {', '.join(names)}"))
             continue
         name = ev.server
+        until = getattr(ev, "until", None)
+        if until is not None and until <= ev.at:
+            errors.append((("timeline", i, "until"), f"the window ends ({until}) before it starts ({ev.at}); until must be after at"))
+        elif until is not None and until > s.clock.end:
+            errors.append((("timeline", i, "until"), f"{until} is after the clock's end ({s.clock.end})"))
         if isinstance(ev, CrashEvent):
             disk_ok[name] = False
         elif isinstance(ev, (RecoverDiskEvent, DiskLostEvent)):
@@ -303,11 +389,20 @@ def check_semantics(s: Scenario) -> list[tuple[tuple[Any, ...], str]]:
             if isinstance(ev, RecoverDiskEvent):
                 disk_ok[name] = True
         elif isinstance(ev, RestoreEvent):
-            usable = [b for b in good_backups[name] if ev.backup == "latest" or b == ev.backup]
+            source = ev.from_server or name
+            if source not in names:
+                errors.append((("timeline", i, "from_server"), f"no server named {source!r}; servers are: {', '.join(names)}"))
+                continue
+            usable = [b for b in good_backups[source] if ev.backup == "latest" or b == ev.backup]
             if not usable:
                 what = "no successful backup" if ev.backup == "latest" else f"no successful backup at {ev.backup}"
-                errors.append((("timeline", i, "backup"), f"{name} has {what} before {ev.at}; add a backup event with ok: true"))
+                errors.append((("timeline", i, "backup"), f"{source} has {what} before {ev.at}; add a backup event with ok: true"))
             disk_ok[name] = True
+        elif isinstance(ev, BackupsEvent) and ev.ok:
+            if not disk_ok[name]:
+                errors.append((("timeline", i, "ok"), f"{name}'s disk has failed at {ev.at}; backups of it cannot succeed (use ok: false)"))
+            else:
+                good_backups[name].append(ev.at)
         elif isinstance(ev, BackupEvent) and ev.ok:
             if not disk_ok[name]:
                 errors.append((("timeline", i, "ok"), f"{name}'s disk has failed at {ev.at}; a backup of it cannot succeed (use ok: false)"))
@@ -331,4 +426,5 @@ def check_semantics(s: Scenario) -> list[tuple[tuple[Any, ...], str]]:
         hi = s.clock.end if w.end == "end" else w.end
         if hi <= lo:
             errors.append((("windows", i, "to"), f"window {w.label!r} ends ({hi}) before it starts ({lo})"))
+    errors.extend(threshold_problems(s))
     return errors

@@ -59,7 +59,8 @@ class Holding:
 class MailStores:
     """All disks and backups of a run, by server name."""
 
-    def __init__(self, servers: list[str]) -> None:
+    def __init__(self, servers: list[str], relays: set[str] | None = None) -> None:
+        self.relays = set(relays or ())
         self._disks: list[Disk] = []
         self.current: dict[str, Disk | None] = {}
         self.backups: dict[str, list[Backup]] = {name: [] for name in servers}
@@ -79,6 +80,12 @@ class MailStores:
             raise RuntimeError(f"{server} accepted mail with no working disk")
         disk.put(message_id, now)
         return disk.label
+
+    def forwarded(self, server: str, message_id: str) -> None:
+        """A relay passed the message on: it leaves the relay's queue."""
+        disk = self.current[server]
+        if disk is not None:
+            disk.mail.pop(message_id, None)
 
     def has_disk(self, server: str) -> bool:
         """True when the server has a working disk."""
@@ -152,15 +159,17 @@ class MailStores:
         return found[-1] if found else None
 
     def holdings(self) -> dict[str, Holding]:
-        """Per message id that any disk ever held: delivered, stranded or lost.
+        """Per message id that any disk ever held: delivered, queued (on a relay), stranded or lost.
 
         ``since`` is when a delivered copy became available on a live disk,
         or when the disk holding a stranded or lost copy failed or was lost.
         """
-        rank = {"delivered": 0, "stranded": 1, "lost": 2}
+        rank = {"delivered": 0, "queued": 1, "stranded": 2, "lost": 3}
         out: dict[str, Holding] = {}
         for disk in self._disks:
             state = {DiskState.LIVE: "delivered", DiskState.FAILED: "stranded", DiskState.LOST: "lost"}[disk.state]
+            if state == "delivered" and disk.server in self.relays:
+                state = "queued"  # still in a backup MX's queue, not yet in a mailbox
             for message_id, available in disk.mail.items():
                 since = available if disk.state is DiskState.LIVE else disk.changed_at
                 cur = out.get(message_id)

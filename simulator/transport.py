@@ -8,14 +8,21 @@ for unit tests and quick what-ifs. Both return an ``Outcome``.
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import socket
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import aiosmtplib
 
+from .faults import SessionPlan
 from .policies import Failure, FailureKind, Stage
-from .receiver import Greeting, ReceivingServer
+from .receiver import ReceivingServer
 from .replies import reply_code
+
+if TYPE_CHECKING:
+    from .wire import WireServer
 
 __all__ = ["Attempt", "Outcome", "Transport", "SmtpTransport", "MemoryTransport"]
 
@@ -31,6 +38,7 @@ class Attempt:
     mail_from: str
     rcpt_to: str
     content: bytes
+    plan: SessionPlan | None = None  #: what the server decided for this session (None: its mode decides)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +74,8 @@ CONNECT_TIMEOUT_TEXT = "connect timed out"
 NO_GREETING_TEXT = "no greeting (timed out)"
 LOST_TEXT = "connection lost"
 TIMEOUT_TEXT = "timed out waiting for a reply"
+ANSWER_TIMEOUT = 30.0
+"""Real seconds to wait for a server whose plan is to answer (only a broken machine waits this long)."""
 
 
 def _reply_failure(stage: Stage, server: str, code: int, text: str) -> Outcome:
@@ -77,48 +87,91 @@ class SmtpTransport:
     """Real SMTP over loopback with aiosmtplib.
 
     *wire_timeout* is real seconds: how long to wait for a greeting that
-    never comes (the simulated timeout is charged by the engine).
+    never comes (the simulated timeout is charged by the engine). The client
+    socket is bound before it connects, so the session's plan can be handed
+    to the server under the client's port (*servers* maps names to wire
+    servers). A refused connection is told from the socket's own error
+    right after the non-blocking connect, without building an SMTP client.
     """
 
-    def __init__(self, wire_timeout: float = 0.05) -> None:
+    def __init__(self, wire_timeout: float = 0.05, servers: dict[str, WireServer] | None = None) -> None:
         self.wire_timeout = wire_timeout
+        self.servers = servers or {}
+
+    async def _connect(self, attempt: Attempt) -> socket.socket | None:
+        """A connected socket, or None when the connection was refused."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.bind((attempt.address[0], 0))
+            port = sock.getsockname()[1]
+            wire = self.servers.get(attempt.server)
+            if wire is not None and attempt.plan is not None:
+                wire.expect(port, attempt.plan)
+            code = sock.connect_ex(attempt.address)
+            if code == errno.EINPROGRESS:
+                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) or errno.EINPROGRESS
+            if code == errno.ECONNREFUSED:
+                if wire is not None:
+                    wire.forget(port)
+                sock.close()
+                return None
+            if code == errno.EINPROGRESS:
+                await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, attempt.address), 10.0)
+            elif code != 0:
+                raise OSError(code, errno.errorcode.get(code, "connect failed"))
+        except ConnectionRefusedError:
+            sock.close()
+            return None
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     async def attempt(self, attempt: Attempt) -> Outcome:
         """One SMTP session: connect, EHLO, MAIL, RCPT, DATA, QUIT."""
-        host, port = attempt.address
         server = attempt.server
+        sock = await self._connect(attempt)
+        if sock is None:
+            return Outcome.failed(FailureKind.REFUSED, Stage.CONNECT, server, text=REFUSED_TEXT)
+        # The short wire timeout stands in for the sender's (simulated) timeout
+        # only where the server's plan is to stay silent; a server that will
+        # answer gets a generous real timeout, so a busy machine cannot turn
+        # a slow real reply into a different simulated outcome.
+        plan = attempt.plan
+        stall = plan.stall if plan is not None else None
+        silent = plan is not None and (plan.greeting == "silent" or stall is Stage.GREETING)
+
+        def wait(stage: Stage) -> float:
+            return self.wire_timeout if stall is stage else ANSWER_TIMEOUT
+
         smtp = aiosmtplib.SMTP(
-            hostname=host,
-            port=port,
+            sock=sock,
             local_hostname=attempt.helo,
-            timeout=self.wire_timeout,
+            timeout=self.wire_timeout if silent else ANSWER_TIMEOUT,
             start_tls=False,
             use_tls=False,
         )
         try:
             await smtp.connect()
         except aiosmtplib.SMTPConnectTimeoutError:
+            smtp.close()
             return Outcome.failed(FailureKind.TIMEOUT, Stage.GREETING, server, text=NO_GREETING_TEXT)
         except aiosmtplib.SMTPConnectResponseError as exc:
+            smtp.close()
             return _reply_failure(Stage.GREETING, server, exc.code, exc.message)
         except aiosmtplib.SMTPServerDisconnected:
+            smtp.close()
             return Outcome.failed(FailureKind.DROPPED, Stage.GREETING, server, text=LOST_TEXT)
-        except aiosmtplib.SMTPConnectError as exc:
-            if isinstance(exc.__cause__, TimeoutError):
-                return Outcome.failed(FailureKind.TIMEOUT, Stage.CONNECT, server, text=CONNECT_TIMEOUT_TEXT)
-            return Outcome.failed(FailureKind.REFUSED, Stage.CONNECT, server, text=REFUSED_TEXT)
-        # Once connected, the server answers promptly: the wire timeout only
-        # stands in for silence, so commands get a generous real timeout.
-        smtp.timeout = max(self.wire_timeout, 10.0)
         stage = Stage.EHLO
         try:
-            await smtp.ehlo()
+            await smtp.ehlo(timeout=wait(Stage.EHLO))
             stage = Stage.MAIL
-            await smtp.mail(attempt.mail_from)
+            await smtp.mail(attempt.mail_from, timeout=wait(Stage.MAIL))
             stage = Stage.RCPT
-            await smtp.rcpt(attempt.rcpt_to)
+            await smtp.rcpt(attempt.rcpt_to, timeout=wait(Stage.RCPT))
             stage = Stage.DATA
-            response = await smtp.execute_command(b"DATA")
+            response = await smtp.execute_command(b"DATA", timeout=wait(Stage.DATA))
             if response.code != 354:
                 await _close(smtp)
                 return _reply_failure(stage, server, response.code, response.message)
@@ -130,14 +183,15 @@ class SmtpTransport:
             if protocol is None:
                 raise aiosmtplib.SMTPServerDisconnected("connection lost after DATA")
             protocol.write(attempt.content + b".\r\n")
-            response = await protocol.read_response(timeout=smtp.timeout)
+            response = await protocol.read_response(timeout=wait(Stage.DOT))
         except aiosmtplib.SMTPResponseException as exc:
             await _close(smtp)
             return _reply_failure(stage, server, exc.code, exc.message)
         except aiosmtplib.SMTPServerDisconnected:
+            smtp.close()
             return Outcome.failed(FailureKind.DROPPED, stage, server, text=LOST_TEXT)
         except aiosmtplib.SMTPTimeoutError:
-            await _close(smtp)
+            smtp.close()
             return Outcome.failed(FailureKind.TIMEOUT, stage, server, text=TIMEOUT_TEXT)
         if response.code != 250:
             await _close(smtp)
@@ -157,27 +211,37 @@ async def _close(smtp: aiosmtplib.SMTP, quit: bool = False) -> None:
 
 
 class MemoryTransport:
-    """No sockets: the same ``ReceivingServer`` decisions, called directly."""
+    """No sockets: the same ``ReceivingServer`` decisions and session plan, executed directly."""
 
     def __init__(self, servers: dict[str, ReceivingServer]) -> None:
         self._servers = servers
 
     async def attempt(self, attempt: Attempt) -> Outcome:
-        """Walk the dialogue against the server's decision logic."""
+        """Walk the dialogue as the wire server would."""
         server = self._servers[attempt.server]
         if not server.listening:
             return Outcome.failed(FailureKind.REFUSED, Stage.CONNECT, server.name, text=REFUSED_TEXT)
-        greeting = server.greeting()
-        if greeting is Greeting.SILENT:
-            return Outcome.failed(FailureKind.TIMEOUT, Stage.GREETING, server.name, text=NO_GREETING_TEXT)
-        if greeting is Greeting.TEMPFAIL:
-            reply = server.tempfail_reply
-            return _reply_failure(Stage.GREETING, server.name, reply_code(reply), reply[4:])
-        refusal = server.rcpt(attempt.rcpt_to)
-        if refusal is not None:
-            return _reply_failure(Stage.RCPT, server.name, reply_code(refusal), refusal[4:])
-        reply = server.data(attempt.content)
+        plan = attempt.plan or SessionPlan(greeting=server.greeting().value, greeting_reply=server.tempfail_reply)
+        name = server.name
+        if plan.greeting == "silent" or plan.stall is Stage.GREETING:
+            return Outcome.failed(FailureKind.TIMEOUT, Stage.GREETING, name, text=NO_GREETING_TEXT)
+        if plan.greeting == "tempfail":
+            reply = plan.greeting_reply
+            return _reply_failure(Stage.GREETING, name, reply_code(reply), reply[4:])
+        for stage in (Stage.EHLO, Stage.MAIL, Stage.RCPT, Stage.DATA):
+            if plan.stall is stage:
+                return Outcome.failed(FailureKind.TIMEOUT, stage, name, text=TIMEOUT_TEXT)
+            reply = plan.reply_at(stage)
+            if reply is None and stage is Stage.RCPT:
+                reply = server.rcpt(attempt.rcpt_to)
+            if reply is not None:
+                return _reply_failure(stage, name, reply_code(reply), reply[4:])
+        if plan.stall is Stage.DOT:
+            return Outcome.failed(FailureKind.TIMEOUT, Stage.DOT, name, text=TIMEOUT_TEXT)
+        reply = plan.reply_at(Stage.DOT) or server.data(attempt.content)
+        if plan.drop_after_commit and reply_code(reply) == 250:
+            return Outcome.failed(FailureKind.DROPPED, Stage.DOT, name, text=LOST_TEXT)
         code = reply_code(reply)
         if code != 250:
-            return _reply_failure(Stage.DOT, server.name, code, reply[4:])
+            return _reply_failure(Stage.DOT, name, code, reply[4:])
         return Outcome.ok(reply)

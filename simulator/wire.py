@@ -3,9 +3,15 @@
 Each ``WireServer`` listens with ``loop.create_server(..., "127.0.0.1", 0)``
 (aiosmtpd's ``Controller`` cannot restart and runs a thread). "Refuse" closes
 the listening socket, so clients get connection refused; "up" listens again
-on the same port. Other modes are decided per connection by the
-``ReceivingServer``: serve a full aiosmtpd session, stay silent (blackhole),
-or greet with 421 and close.
+on the same port.
+
+Everything else is decided per session by the ``ReceivingServer``: when the
+engine submits an attempt, the server makes a ``SessionPlan`` and the client
+hands it over under its own (already bound) port; the session found by that
+port then acts it out on the socket: silence (blackhole), a 421 greeting and
+close, a reply code at a command, a stall, or a dropped connection after the
+message is committed. A connection nobody announced (a test poking the port)
+gets the plan of the server's current mode.
 
 Loopback cannot drop a TCP handshake, so an *unreachable* host is a silent
 listener on the wire too; the engine charges the sender's connect timeout
@@ -17,31 +23,77 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
-from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from .errors import RunError
-from .receiver import Greeting, ReceivingServer
+from .faults import SessionPlan
+from .policies import Stage
+from .receiver import ReceivingServer
 
 __all__ = ["WireServer", "ServerHandler", "LOOPBACK"]
 
 LOOPBACK = "127.0.0.1"
 _BACKLOG = 1024
+_STALL_SECONDS = 30.0  # a stalled server waits this long at most; the client hangs up long before
 
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _PLAIN_PATH = re.compile(rf"<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>")
 """``<local@domain>`` with a dot-atom local part, an LDH domain and nothing else."""
 
 
-class _SMTP(SMTP):
-    """aiosmtpd's protocol with a fast path for plain MAIL FROM / RCPT TO paths.
+class _Session(SMTP):
+    """aiosmtpd's protocol acting out one ``SessionPlan``.
 
-    aiosmtpd parses every path with ``email``'s header parser (about 50 us
-    each). A path that is exactly ``<dot-atom@ldh.domain>`` parses to itself
-    with nothing after it, so it is returned as is; anything else (options,
+    It also has a fast path for plain MAIL FROM / RCPT TO paths: aiosmtpd
+    parses every path with ``email``'s header parser (about 50 us each). A
+    path that is exactly ``<dot-atom@ldh.domain>`` parses to itself with
+    nothing after it, so it is returned as is; anything else (options,
     quoting, source routes, ``<>``, non-ASCII) goes to aiosmtpd's parser.
     """
+
+    plan: SessionPlan
+    dropped = False
+
+    def __init__(self, owner: WireServer, handler: ServerHandler) -> None:
+        super().__init__(
+            handler,
+            hostname=owner.logic.hostname,
+            ident="smtp-outage",
+            loop=asyncio.get_running_loop(),
+            timeout=30,
+        )
+        self.owner = owner
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        self.plan = self.owner.take_plan(peer[1] if peer else 0)
+        super().connection_made(transport)
+
+    async def _handle_client(self) -> None:
+        plan = self.plan
+        if plan.greeting == "silent" or plan.stall is Stage.GREETING:
+            return  # never greet; the client gives up (or aiosmtpd's idle timeout closes)
+        if plan.greeting == "tempfail":
+            await self.push(plan.greeting_reply)
+            assert self.transport is not None
+            self.transport.close()
+            return
+        await super()._handle_client()
+
+    async def push(self, status: str | bytes) -> None:  # type: ignore[override]
+        if self.dropped:
+            return  # the connection was dropped on purpose: nothing more goes out
+        await super().push(status)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        reply = self.plan.reply_at(Stage.DATA)
+        if self.plan.stall is Stage.DATA:
+            await asyncio.sleep(_STALL_SECONDS)
+        if reply is not None and self.envelope is not None and self.envelope.rcpt_tos:
+            await self.push(reply)
+            return
+        await super().smtp_DATA(arg)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         match = _PLAIN_PATH.fullmatch(arg)
@@ -50,55 +102,70 @@ class _SMTP(SMTP):
         return match.group(1), ""
 
 
+async def _stall_or_reply(server: _Session, stage: Stage) -> str | None:
+    if server.plan.stall is stage:
+        await asyncio.sleep(_STALL_SECONDS)
+    return server.plan.reply_at(stage)
+
+
 class ServerHandler:
-    """aiosmtpd handler hooks that delegate every decision to a ``ReceivingServer``."""
+    """aiosmtpd handler hooks that delegate every decision to a ``ReceivingServer`` and the plan."""
 
     def __init__(self, logic: ReceivingServer) -> None:
         self.logic = logic
 
+    async def handle_EHLO(
+        self, server: _Session, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        """The EHLO reply, or the plan's refusal."""
+        reply = await _stall_or_reply(server, Stage.EHLO)
+        if reply is not None:
+            return [reply]
+        session.host_name = hostname
+        return responses
+
+    async def handle_MAIL(
+        self, server: _Session, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+    ) -> str:
+        """Take the envelope sender, or the plan's refusal."""
+        reply = await _stall_or_reply(server, Stage.MAIL)
+        if reply is not None:
+            return reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 Ok"
+
     async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+        self, server: _Session, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
         """Accept or refuse one recipient."""
-        refusal = self.logic.rcpt(address)
-        if refusal is not None:
-            return refusal
+        reply = await _stall_or_reply(server, Stage.RCPT)
+        if reply is None:
+            reply = self.logic.rcpt(address)
+        if reply is not None:
+            return reply
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 Ok"
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    async def handle_DATA(self, server: _Session, session: Session, envelope: Envelope) -> str:
         """Commit the message (or not) and return the reply to the final dot."""
+        reply = await _stall_or_reply(server, Stage.DOT)
+        if reply is not None:
+            return reply
         content = envelope.original_content or envelope.content
         assert isinstance(content, bytes)
-        return self.logic.data(content)
+        reply = self.logic.data(content)
+        if server.plan.drop_after_commit and reply.startswith("250"):
+            server.dropped = True
+            assert server.transport is not None
+            server.transport.abort()
+        return reply
 
     async def handle_exception(self, error: Exception) -> str:
         """A bug in the server logic is recorded so the engine aborts the run."""
         self.logic.errors.append(error)
         return "451 4.3.0 Internal error (recorded)"
-
-
-class _Silent(asyncio.Protocol):
-    """Accepts TCP and never says a word (blackhole / unreachable)."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:  # pragma: no cover - clients never get that far
-        pass
-
-
-class _GreetAndClose(asyncio.Protocol):
-    """Sends one reply line (e.g. ``421 ...``) and closes the connection."""
-
-    def __init__(self, reply: str) -> None:
-        self.reply = reply
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
-        transport.write(self.reply.encode("ascii") + b"\r\n")
-        transport.close()
 
 
 class WireServer:
@@ -109,28 +176,33 @@ class WireServer:
         self.handler = ServerHandler(logic)
         self.port = 0
         self._server: asyncio.Server | None = None
-        self._silent: list[asyncio.BaseTransport] = []
+        self._plans: dict[int, SessionPlan] = {}
+        self._sessions: set[_Session] = set()
 
     @property
     def address(self) -> tuple[str, int]:
         """Where clients connect."""
         return (LOOPBACK, self.port)
 
+    def expect(self, client_port: int, plan: SessionPlan) -> None:
+        """The next connection from *client_port* acts out *plan*."""
+        self._plans[client_port] = plan
+
+    def forget(self, client_port: int) -> None:
+        """The announced connection never came (refused)."""
+        self._plans.pop(client_port, None)
+
+    def take_plan(self, client_port: int) -> SessionPlan:
+        """The plan announced for *client_port*, or the current mode's default."""
+        plan = self._plans.pop(client_port, None)
+        if plan is None:
+            plan = SessionPlan(greeting=self.logic.greeting().value, greeting_reply=self.logic.tempfail_reply)
+        return plan
+
     def _protocol(self) -> asyncio.BaseProtocol:
-        greeting = self.logic.greeting()
-        if greeting is Greeting.SERVE:
-            return _SMTP(
-                self.handler,
-                hostname=self.logic.hostname,
-                ident="smtp-outage",
-                loop=asyncio.get_running_loop(),
-                timeout=30,
-            )
-        if greeting is Greeting.TEMPFAIL:
-            return _GreetAndClose(self.logic.tempfail_reply)
-        silent = _Silent()
-        self._silent.append(silent)  # type: ignore[arg-type]
-        return silent
+        session = _Session(self, self.handler)
+        self._sessions.add(session)
+        return session
 
     async def _listen(self) -> None:
         loop = asyncio.get_running_loop()
@@ -148,13 +220,18 @@ class WireServer:
         await self._listen()
         await self.reconcile()
 
+    def _close_idle(self) -> None:
+        """Hang up sessions left open by silent or stalled plans (their clients have gone)."""
+        for session in list(self._sessions):
+            if session.transport is None:
+                self._sessions.discard(session)
+            elif session.plan.greeting == "silent" or session.plan.stall is not None:
+                session.transport.close()
+                self._sessions.discard(session)
+
     async def reconcile(self) -> None:
-        """Open or close the listener to match the mode; drop silent connections."""
-        for silent in self._silent:
-            transport: Any = getattr(silent, "transport", None)
-            if transport is not None:
-                transport.close()
-        self._silent.clear()
+        """Open or close the listener to match the mode; hang up silent sessions."""
+        self._close_idle()
         listening = self._server is not None
         if self.logic.listening and not listening:
             await self._listen()
@@ -164,12 +241,12 @@ class WireServer:
             self._server = None
 
     async def stop(self) -> None:
-        """Close the listener and wait for it."""
-        for silent in self._silent:
-            transport: Any = getattr(silent, "transport", None)
-            if transport is not None:
-                transport.close()
-        self._silent.clear()
+        """Close the listener and every session, and wait for it."""
+        for session in list(self._sessions):
+            if session.transport is not None:
+                session.transport.close()
+        self._sessions.clear()
+        self._plans.clear()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 import pytest_asyncio
 
+from simulator.faults import SessionPlan
 from simulator.policies import FailureKind, Stage
 from simulator.receiver import Mode, ReceivingServer
 from simulator.store import MailStores
@@ -78,7 +80,8 @@ async def test_blackhole_accepts_tcp_but_never_greets(served):
     finally:
         writer.close()
         await writer.wait_closed()
-    outcome = await SmtpTransport(wire_timeout=0.02).attempt(attempt_to(server))
+    attempt = dataclasses.replace(attempt_to(server), plan=SessionPlan(greeting="silent"))
+    outcome = await SmtpTransport(wire_timeout=0.02).attempt(attempt)
     assert (outcome.failure.kind, outcome.failure.stage) == (FailureKind.TIMEOUT, Stage.GREETING)
     assert commits == []
 

@@ -1,0 +1,313 @@
+"""The report's figures, drawn with matplotlib's object API (Agg, no pyplot, no global state).
+
+Each function draws one PNG and returns its path. Time axes are the
+scenario's own clock, with every outage shaded so the figures line up with
+the incident timeline.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+
+from matplotlib import dates as mdates
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import NullLocator
+
+from .. import metrics
+from ..ledger import STATES
+from .data import ReportData
+from .tables import duration
+
+__all__ = ["STATE_COLORS", "SERVER_COLORS", "timeline_png", "outcomes_png", "queue_png", "delays_png", "storms_png"]
+
+STATE_COLORS = {"delivered": "#2e7d32", "stranded": "#ad1457", "lost": "#b71c1c", "bounced": "#f9a825", "queued": "#0277bd"}
+SERVER_COLORS = {"up": "#81c784", "refuse": "#e57373", "blackhole": "#424242", "unreachable": "#9e9e9e", "tempfail": "#ffb74d"}
+DISK_COLORS = {"live": "#90caf9", "failed": "#6d4c41"}
+OUTAGE = "#e53935"
+DPI = 110
+GROUP_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+
+
+def _figure(width: float, height: float) -> Figure:
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.savefig(path, dpi=DPI, facecolor="white", metadata={"Software": None})
+    return path
+
+
+def _time_axis(ax, data: ReportData, lo: float = 0.0, hi: float | None = None) -> None:
+    ax.set_xlim(data.when(lo), data.when(data.horizon if hi is None else hi))
+    locator = mdates.AutoDateLocator(minticks=6, maxticks=16)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+
+
+def _shade_outages(ax, data: ReportData) -> None:
+    for _, iv in metrics.outages(data.intervals("states")):
+        ax.axvspan(data.when(iv.start), data.when(iv.end), color=OUTAGE, alpha=0.10, lw=0, zorder=0)
+
+
+def _group_colors(data: ReportData) -> dict[str, str]:
+    return {g: GROUP_COLORS[i % len(GROUP_COLORS)] for i, g in enumerate(data.groups)}
+
+
+def _group_label(data: ReportData, group: str) -> str:
+    gives_up = data.gives_up(group)
+    return f"{group} (gives up after {duration(gives_up)})" if gives_up else group
+
+
+# ---------------------------------------------------------------- 1. incident timeline
+_MARKS = {
+    ("backup", True): ("^", "#1b5e20", "backup ok"),
+    ("backup", False): ("v", "#c62828", "backup failed"),
+    ("crash", None): ("X", "#b71c1c", "crash (disk fails)"),
+    ("restore", None): ("D", "#0d47a1", "restore from backup"),
+    ("disk_recovered", None): ("*", "#2e7d32", "disk recovered"),
+    ("disk_lost", None): ("x", "#000000", "disk lost"),
+}
+
+
+def _span(data: ReportData, iv: metrics.Interval) -> tuple[float, float]:
+    """An interval as matplotlib date numbers: (start, width in days)."""
+    return float(mdates.date2num(data.when(iv.start))), (iv.end - iv.start) / 86400
+
+
+def _levels(xs: list[float], gap: float, most: int = 4) -> list[int]:
+    """Stagger labels at positions *xs* (sorted) so that labels on one level are *gap* apart."""
+    last: list[float] = []
+    out = []
+    for x in xs:
+        level = next((i for i, seen in enumerate(last) if x - seen >= gap), None)
+        if level is None:
+            level = len(last) if len(last) < most else min(range(len(last)), key=lambda i: last[i])
+            if level == len(last):
+                last.append(x)
+        last[level] = x
+        out.append(level)
+    return out
+
+
+def timeline_png(data: ReportData, path: Path) -> Path:
+    """Each server's listening state and disk over time, with backups, crashes, restores and recoveries marked."""
+    servers = data.servers
+    states, disks = data.intervals("states"), data.intervals("disks")
+    notes = []
+    for m in data.marks:
+        key = (m["type"], bool(m.get("ok")) if m["type"] == "backup" else None)
+        if key in _MARKS and m["server"] in servers and (m["type"] != "backup" or m.get("ok")):
+            notes.append(m)
+    levels = _levels([m["t"] for m in notes], 0.13 * data.end)
+    depth = (max(levels) + 1) if levels else 0
+    fig = _figure(12, 1.5 + 1.1 * len(servers) + 0.32 * depth)
+    ax = fig.add_subplot()
+    rows: list[str] = []
+    for name in servers:
+        y_state, y_disk = len(rows), len(rows) + 1
+        rows += [f"{name}: accepting mail", f"{name}: disk"]
+        for iv in states.get(name, []):
+            ax.broken_barh([_span(data, iv)], (y_state - 0.35, 0.7), color=SERVER_COLORS.get(iv.state, "#bdbdbd"), lw=0)
+        for iv in disks.get(name, []):
+            ax.broken_barh([_span(data, iv)], (y_disk - 0.25, 0.5), color=DISK_COLORS.get(iv.state, "#bdbdbd"), lw=0)
+    used: dict[str, tuple[str, str]] = {}
+    for m in data.marks:
+        key = (m["type"], bool(m.get("ok")) if m["type"] == "backup" else None)
+        if key not in _MARKS or m["server"] not in servers:
+            continue
+        marker, color, label = _MARKS[key]
+        y = 2 * servers.index(m["server"]) + 1
+        ax.plot([data.when(m["t"])], [y], marker=marker, color=color, markersize=11, markeredgecolor="white", linestyle="none", zorder=3)
+        used[label] = (marker, color)
+    for m, level in zip(notes, levels):
+        marker, color, label = _MARKS[(m["type"], True if m["type"] == "backup" else None)]
+        y = 2 * servers.index(m["server"]) + 1
+        ax.annotate(
+            f"{label.split(' (')[0]} {data.short(m['t'])}",
+            (data.when(m["t"]), y),
+            xytext=(data.when(m["t"]), -0.75 - 0.55 * level),
+            ha="center",
+            va="bottom",
+            fontsize=8.5,
+            color=color,
+            arrowprops={"arrowstyle": "-", "color": color, "lw": 0.7, "alpha": 0.7},
+            zorder=4,
+        )
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_ylim(len(rows) - 0.4, -0.95 - 0.55 * depth)
+    _time_axis(ax, data)
+    ax.grid(axis="x", color="#e0e0e0", lw=0.6)
+    ax.set_axisbelow(True)
+    shown_states = sorted({iv.state for ivs in states.values() for iv in ivs}, key=lambda s: list(SERVER_COLORS).index(s) if s in SERVER_COLORS else 99)
+    handles = [Patch(color=SERVER_COLORS.get(s, "#bdbdbd"), label="up" if s == "up" else f"down ({s})") for s in shown_states]
+    handles += [Patch(color=DISK_COLORS[s], label=f"disk {s}") for s in ("live", "failed") if any(iv.state == s for ivs in disks.values() for iv in ivs)]
+    handles += [Line2D([], [], marker=mk, color=c, linestyle="none", markersize=9, label=label) for label, (mk, c) in used.items()]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), fontsize=8, frameon=False)
+    ax.set_title("Incident timeline", loc="left", fontsize=12, fontweight="bold")
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------- 3. outcome by submission time
+_BINS = (600, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+
+
+def _bin_width(span: float, most: int = 200) -> int:
+    return next((b for b in _BINS if span / b <= most), _BINS[-1])
+
+
+def outcomes_png(data: ReportData, path: Path) -> Path:
+    """Messages by submission time (stacked bars), coloured by what finally became of them."""
+    fig = _figure(12, 3.6)
+    ax = fig.add_subplot()
+    last = max((r.submitted_at for r in data.records), default=data.end)
+    width = _bin_width(max(last, 1.0))
+    bins: dict[str, Counter[int]] = {s: Counter() for s in STATES}
+    for r in data.records:
+        bins[r.final_state][int(r.submitted_at // width)] += 1
+    slots = range(int(last // width) + 1)
+    xs = [data.when(i * width) for i in slots]
+    bottom = [0] * len(xs)
+    bar_width = width / 86400 * 0.95
+    for state in STATES:
+        heights = [bins[state][i] for i in slots]
+        if any(heights):
+            ax.bar(xs, heights, width=bar_width, bottom=bottom, align="edge", color=STATE_COLORS[state], label=state, lw=0)
+            bottom = [b + h for b, h in zip(bottom, heights)]
+    _shade_outages(ax, data)
+    _time_axis(ax, data, 0.0, max(data.horizon, min(data.end, (int(last // width) + 1) * width)))
+    ax.set_ylabel(f"messages per {duration(width)}")
+    ax.legend(loc="upper left", fontsize=8, ncols=5, frameon=False)
+    ax.set_title("What became of the mail, by when it was sent (shaded: a server was down)", loc="left", fontsize=12, fontweight="bold")
+    ax.grid(axis="y", color="#e0e0e0", lw=0.6)
+    ax.set_axisbelow(True)
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------- 4. queue depth
+def queue_png(data: ReportData, path: Path) -> Path:
+    """Messages waiting in sender queues over time, stacked per sender group."""
+    fig = _figure(12, 3.8)
+    ax = fig.add_subplot()
+    series = metrics.queue_depth(data.records)
+    times = sorted({t for pts in series.values() for t, _ in pts} | {0.0, data.end})
+    colors = _group_colors(data)
+    stacks, labels, shades = [], [], []
+    for g in data.groups:
+        pts = series.get(g, [])
+        if not pts or max(d for _, d in pts) == 0:
+            continue
+        values, i, depth = [], 0, 0
+        for t in times:
+            while i < len(pts) and pts[i][0] <= t:
+                depth = pts[i][1]
+                i += 1
+            values.append(depth)
+        stacks.append(values)
+        labels.append(_group_label(data, g))
+        shades.append(colors[g])
+    xs = [data.when(t) for t in times]
+    if stacks:
+        ax.stackplot(xs, stacks, labels=labels, colors=shades, step="post", lw=0)
+        ax.legend(loc="upper left", fontsize=8, ncols=3, frameon=False)
+    _shade_outages(ax, data)
+    _time_axis(ax, data)
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel("messages queued at senders")
+    ax.set_title("Queue depth at the senders (submitted, not yet accepted or bounced)", loc="left", fontsize=12, fontweight="bold")
+    ax.grid(axis="y", color="#e0e0e0", lw=0.6)
+    ax.set_axisbelow(True)
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------- 5. delays and recovery storms
+_DELAY_TICKS = ((60, "1m"), (600, "10m"), (3600, "1h"), (6 * 3600, "6h"), (86400, "1d"), (3 * 86400, "3d"), (7 * 86400, "7d"))
+
+
+def delays_png(data: ReportData, path: Path) -> Path:
+    """Delivery delay (submission to the first 250) as a CDF per sender group, as a share of all its mail."""
+    fig = _figure(12, 4.2)
+    ax = fig.add_subplot()
+    colors = _group_colors(data)
+    floor = 30.0
+    top = floor * 10
+    lowest = 1.0
+    for g in data.groups:
+        mine = [r for r in data.records if r.group == g]
+        if not mine:
+            continue
+        delays = sorted(max(floor, d) for d in map(metrics.delivery_delay, mine) if d is not None)
+        if not delays:
+            continue
+        top = max(top, delays[-1])
+        xs = [floor] + delays
+        ys = [sum(1 for d in delays if d <= floor) / len(mine)] + [(i + 1) / len(mine) for i in range(len(delays))]
+        lowest = min(lowest, ys[0])
+        ax.step(xs, ys, where="post", color=colors[g], lw=1.6, label=f"{_group_label(data, g)}: {len(delays)}/{len(mine)} accepted")
+    ax.set_xscale("log")
+    ax.set_xlim(floor, top * 1.5)
+    ticks = [(s, label) for s, label in _DELAY_TICKS if floor <= s <= top * 1.5]
+    ax.set_xticks([s for s, _ in ticks], [label for _, label in ticks])
+    ax.xaxis.set_minor_locator(NullLocator())
+    bottom = max(0.0, math.floor((lowest - 0.05) * 10) / 10)
+    ax.set_ylim(bottom, 1.02)
+    ax.set_xlabel("delay from submission to the first 250 (log scale; at most 30 s counts as 30 s)")
+    ax.set_ylabel("share of the group's messages" + (" (axis starts at %.1f)" % bottom if bottom else ""))
+    ax.grid(color="#e0e0e0", lw=0.6)
+    ax.legend(loc="upper left", fontsize=8, frameon=True)
+    ax.set_title("Delivery delay per sender group (the curve stops at the share ever accepted)", loc="left", fontsize=12, fontweight="bold")
+    return _save(fig, path)
+
+
+def _horizon(storm: metrics.Storm) -> float:
+    span = storm.until - storm.at
+    if storm.drained is not None:
+        return max(3600.0, min(span, storm.drained * 1.15 + 1800, 86400.0))
+    return max(3600.0, min(span, 12 * 3600.0))
+
+
+def storms_png(data: ReportData, storms: list[metrics.Storm], path: Path) -> Path:
+    """After each recovery: SMTP sessions per simulated minute, and the backlog still waiting."""
+    fig = _figure(12, 2.0 + 2.6 * len(storms))
+    backlog_color = "#6a1b9a"
+    for n, storm in enumerate(storms):
+        ax = fig.add_subplot(len(storms), 1, n + 1)
+        horizon = _horizon(storm)
+        minutes = int(math.ceil(horizon / 60))
+        hours = [m / 60 for m in range(minutes)]
+        ax.bar(hours, [storm.per_minute.get(m, 0) for m in range(minutes)], width=1 / 60, align="edge", color="#455a64", lw=0, label="SMTP sessions per minute")
+        ax.set_xlim(0, horizon / 3600)
+        ax.set_ylabel("sessions / minute")
+        ax.set_xlabel(f"hours after {storm.server} came back at {data.short(storm.at)}")
+        twin = ax.twinx()
+        backlog = sorted(
+            left for r in data.records
+            if data.destination(r) == storm.server and metrics.in_queue_before(r, storm.at)
+            for left in [metrics.left_queue_at(r)]
+        ) if storm.backlog else []
+        steps_x, steps_y, remaining = [0.0], [storm.backlog], storm.backlog
+        for left in backlog:
+            if left is None or left - storm.at > horizon:
+                break
+            remaining -= 1
+            steps_x.append((left - storm.at) / 3600)
+            steps_y.append(remaining)
+        steps_x.append(horizon / 3600)
+        steps_y.append(remaining)
+        twin.step(steps_x, steps_y, where="post", color=backlog_color, lw=2, label="backlog still queued")
+        twin.set_ylim(0, max(1, storm.backlog) * 1.1)
+        twin.set_ylabel("backlog", color=backlog_color)
+        for value, label, style in ((storm.drained_90, "90% drained", ":"), (storm.drained, "all drained", "--")):
+            if value is not None and value <= horizon:
+                ax.axvline(value / 3600, color=backlog_color, ls=style, lw=1.2)
+                ax.annotate(f"{label}\n{duration(value)}", (value / 3600, 0.62), xycoords=("data", "axes fraction"), xytext=(4, 0), textcoords="offset points", fontsize=8, va="top", color=backlog_color)
+        peak = f"peak {storm.peak_per_minute}/min at {data.short(storm.peak_at)}"
+        ax.set_title(f"Recovery {n + 1}: {storm.backlog} messages waiting; {peak}", loc="left", fontsize=11, fontweight="bold")
+        handles = [Patch(color="#455a64", label="SMTP sessions per minute"), Line2D([], [], color=backlog_color, lw=2, label="backlog still queued")]
+        ax.legend(handles=handles, loc="upper right", fontsize=8, frameon=False)
+        ax.grid(axis="y", color="#e0e0e0", lw=0.6)
+        ax.set_axisbelow(True)
+    return _save(fig, path)
