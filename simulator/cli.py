@@ -2,7 +2,8 @@
 
 Tables go to stdout, progress and errors to stderr (progress only on a
 terminal). ``exit_code()`` is the one place that maps outcomes to codes:
-0 ok, 1 run error, 2 bad input, 99 threshold breached.
+0 ok, 1 run error, 2 bad input, 99 threshold breached (or a golden summary
+that differs: a regression, like a breached threshold).
 """
 
 from __future__ import annotations
@@ -18,10 +19,14 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .api import run_scenario
-from .errors import OutageError, RunError, ScenarioError
+from .errors import OutageError, Problem, RunError, ScenarioError
+from .golden import comparable, differences, load_golden, write_golden
+from .junit import write_junit
 from .ledger import STATES
 from .loader import load_scenario
+from .regression import check_scenario
 from .results import RunResult
+from .thresholds import evaluate, format_outcomes
 
 __all__ = ["app", "main", "exit_code", "EXIT_OK", "EXIT_RUN_ERROR", "EXIT_BAD_INPUT", "EXIT_THRESHOLD"]
 
@@ -108,10 +113,20 @@ def run(
     seed: Annotated[Optional[int], typer.Option(help="override the scenario's seed")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print summary.json to stdout instead of tables")] = False,
     memory: Annotated[bool, typer.Option("--memory", help="in-memory transport, no sockets (quick what-ifs)")] = False,
+    report: Annotated[bool, typer.Option("--report/--no-report", help="write report.html and its figures into the results folder")] = True,
+    golden: Annotated[Optional[Path], typer.Option("--golden", help="compare summary.json with this expected one (exit 99 if it differs)")] = None,
+    update_golden: Annotated[bool, typer.Option("--update-golden", help="write the run's summary as the --golden file instead of comparing")] = False,
 ) -> None:
-    """Replay SCENARIO and write messages.csv, summary.json and events.jsonl."""
+    """Replay SCENARIO and write messages.csv, summary.json, events.jsonl, timeline.json and report.html.
+
+    Exits 99 when a threshold declared in the scenario fails or the summary
+    differs from the --golden file.
+    """
     try:
+        if update_golden and golden is None:
+            raise ScenarioError([Problem("--update-golden", None, "", "needs --golden FILE to say which file to write")])
         loaded = load_scenario(scenario, seed=seed)
+        expected = load_golden(golden) if golden is not None and not update_golden else None
     except ScenarioError as exc:
         raise _fail(exc) from None
     target = out_dir or Path("results") / loaded.name
@@ -145,7 +160,76 @@ def run(
         sys.stdout.write(json.dumps(result.summary(), indent=2) + "\n")
     else:
         render(result, out)
-    err.print(f"results: {target}/messages.csv, summary.json, events.jsonl", highlight=False)
+    err.print(f"results: {target}/messages.csv, summary.json, events.jsonl, timeline.json", highlight=False, soft_wrap=True)
+    tables = err if as_json else out
+    outcomes = evaluate(result)
+    _print_lines(tables, format_outcomes(outcomes), heading="Thresholds" if outcomes else None)
+    mismatch = False
+    if golden is not None and update_golden:
+        write_golden(golden, result.summary())
+        err.print(f"golden: wrote {golden}", highlight=False)
+    elif golden is not None and expected is not None:
+        diff = differences(expected, comparable(result.summary()))
+        mismatch = bool(diff)
+        lines = [f"✗ summary differs from {golden}:", *(f"    {d}" for d in diff)] if diff else [f"✓ summary matches {golden}"]
+        _print_lines(tables, lines)
+    if report:
+        try:
+            from .report import write_report
+
+            page = write_report(target)
+        except OutageError as exc:
+            raise _fail(exc) from None
+        err.print(f"report: {page}", highlight=False)
+    code = exit_code(thresholds_failed=mismatch or any(not o.ok for o in outcomes))
+    if code:
+        raise typer.Exit(code)
+
+
+def _print_lines(console: Console, lines: list[str], heading: str | None = None) -> None:
+    """Print check lines, failures in red."""
+    if heading:
+        console.print(heading, style="bold", highlight=False)
+    for line in lines:
+        console.print(line, style="red" if line.lstrip().startswith("✗") else None, markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def check(
+    scenario: Annotated[list[Path], typer.Argument(help="scenario YAML file(s) with thresholds or a golden summary")],
+    junit: Annotated[Optional[Path], typer.Option("--junit", help="write JUnit XML to this file")] = None,
+    memory: Annotated[bool, typer.Option("--memory", help="in-memory transport, no sockets")] = False,
+    seed: Annotated[Optional[int], typer.Option(help="override the scenarios' seeds")] = None,
+) -> None:
+    """Run each SCENARIO and check its thresholds (and NAME.golden.json beside it, if any).
+
+    One line per threshold with the observed value. Exit 0 when all pass,
+    99 when one fails, 1 when a run fails, 2 for bad input.
+    """
+    checks = []
+    for path in scenario:
+        result = check_scenario(path, transport="memory" if memory else "wire", seed=seed)
+        checks.append(result)
+        _print_lines(err if result.error else out, result.lines())
+    if junit is not None:
+        write_junit(junit, checks)
+        err.print(f"junit: {junit}", highlight=False)
+    codes = {exit_code(c.error, thresholds_failed=c.failed) for c in checks}
+    code = next((c for c in (EXIT_BAD_INPUT, EXIT_RUN_ERROR, EXIT_THRESHOLD) if c in codes), EXIT_OK)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command("report")
+def report_command(results: Annotated[Path, typer.Argument(help="a results folder written by `smtp-outage run`")]) -> None:
+    """Write report.html and its figures (PNG) for an existing RESULTS folder."""
+    from .report import write_report
+
+    try:
+        page = write_report(results)
+    except OutageError as exc:
+        raise _fail(exc) from None
+    out.print(str(page), markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
