@@ -102,6 +102,7 @@ class SmtpTransport:
         """A connected socket, or None when the connection was refused."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle delay on small SMTP lines
         try:
             sock.bind((attempt.address[0], 0))
             port = sock.getsockname()[1]

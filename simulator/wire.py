@@ -176,6 +176,7 @@ class WireServer:
         self.handler = ServerHandler(logic)
         self.port = 0
         self._server: asyncio.Server | None = None
+        self._placeholder: socket.socket | None = None
         self._plans: dict[int, SessionPlan] = {}
         self._sessions: set[_Session] = set()
 
@@ -205,15 +206,35 @@ class WireServer:
         return session
 
     async def _listen(self) -> None:
-        loop = asyncio.get_running_loop()
+        # Bind and listen synchronously, releasing the placeholder first:
+        # nothing else in this loop can take the port in between.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted sockets inherit this: multi-line replies (EHLO) must not wait for delayed ACKs.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self._placeholder is not None:
+            self._placeholder.close()
+            self._placeholder = None
         try:
-            self._server = await loop.create_server(
-                self._protocol, LOOPBACK, self.port, backlog=_BACKLOG, reuse_address=True
-            )
+            sock.bind((LOOPBACK, self.port))
+            sock.listen(_BACKLOG)
+            sock.setblocking(False)
+            self._server = await asyncio.get_running_loop().create_server(self._protocol, sock=sock)
         except OSError as exc:
+            sock.close()
             raise RunError(f"server {self.logic.name}: cannot listen on {LOOPBACK}:{self.port}: {exc}") from exc
-        sock: socket.socket = self._server.sockets[0]
         self.port = sock.getsockname()[1]
+
+    def _hold_port(self) -> None:
+        """Stop listening but keep the port bound: connections are refused, and no
+        client socket of this process can be given the port meanwhile."""
+        assert self._server is not None
+        self._server.close()
+        self._server = None
+        hold = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        hold.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        hold.bind((LOOPBACK, self.port))
+        self._placeholder = hold
 
     async def start(self) -> None:
         """Bind a port (always, so it is known), then follow the mode."""
@@ -236,9 +257,7 @@ class WireServer:
         if self.logic.listening and not listening:
             await self._listen()
         elif not self.logic.listening and listening:
-            assert self._server is not None
-            self._server.close()
-            self._server = None
+            self._hold_port()
 
     async def stop(self) -> None:
         """Close the listener and every session, and wait for it."""
@@ -247,6 +266,9 @@ class WireServer:
                 session.transport.close()
         self._sessions.clear()
         self._plans.clear()
+        if self._placeholder is not None:
+            self._placeholder.close()
+            self._placeholder = None
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
