@@ -79,7 +79,11 @@ class ScenarioItem(pytest.Item):
         """Run the scenario and check it."""
         config = self.config
         transport = config.getoption("scenario_transport") or config.getini("scenario_transport") or "wire"
-        check = check_scenario(self.path, transport=transport)
+        try:
+            shown = self.path.relative_to(Path.cwd())
+        except ValueError:
+            shown = self.path
+        check = check_scenario(shown, transport=transport)
         if check.error is not None:
             raise check.error
         if check.failed:

@@ -40,3 +40,17 @@ def sender(name: str, policy: Any, at: list[str] | None = None, rate: str | None
 def scenario_factory():
     """Build scenarios in code: ``scenario_factory(timeline=[...], senders=[...])``."""
     return make_scenario
+
+
+@pytest.fixture(scope="session")
+def small_report(tmp_path_factory):
+    """A results folder with its report, from ``tests/data/small-incident.yaml`` (in memory)."""
+    from pathlib import Path
+
+    from simulator import run_scenario
+    from simulator.report import write_report
+
+    folder = tmp_path_factory.mktemp("small-incident")
+    run_scenario(Path(__file__).parent / "data" / "small-incident.yaml", out=folder, transport="memory")
+    write_report(folder)
+    return folder

@@ -8,6 +8,7 @@ resource error is written into ``#report-errors``.
 from __future__ import annotations
 
 import base64
+from datetime import datetime
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,16 @@ def _cards(data: ReportData) -> str:
     return f'<div class="cards">{"".join(cards)}</div>'
 
 
+def _taken(data: ReportData, iso: str | None) -> str:
+    """A backup's time as the rest of the page writes times."""
+    if not iso:
+        return "latest"
+    try:
+        return data.short((datetime.fromisoformat(iso) - data.start).total_seconds())
+    except (TypeError, ValueError):
+        return iso
+
+
 def _marks_table(data: ReportData) -> str:
     names = {"server": "server state", "crash": "crash", "backup": "backup", "restore": "restore", "disk_recovered": "disk recovered", "disk_lost": "disk lost"}
     rows = []
@@ -125,7 +136,7 @@ def _marks_table(data: ReportData) -> str:
         elif m["type"] == "crash":
             what = f"crash ({m.get('messages_on_disk', '?')} messages on the disk)"
         elif m["type"] == "restore":
-            what = f"restore from the {m.get('backup_taken_at', '')} backup ({m.get('messages', '?')} messages)"
+            what = f"restore from the {_taken(data, m.get('backup_taken_at'))} backup ({m.get('messages', '?')} messages)"
         elif m["type"] in ("disk_recovered", "disk_lost"):
             what = f"{what} ({m.get('messages', '?')} messages)"
         rows.append(f'<tr><td class="l">{escape(data.short(m["t"]))}</td><td class="l">{escape(m["server"])}</td><td class="l">{escape(what)}</td><td class="l">{escape(m.get("note") or "")}</td></tr>')
@@ -238,10 +249,9 @@ def render(
     """The whole page."""
     s = data.summary
     title = f"{data.name}: what happened to the mail?"
-    clock = s.get("clock", {})
     description = data.timeline.get("description") or ""
     intro = (
-        f"Seed {s.get('seed')}, simulated {escape(clock.get('start', ''))} to {escape(clock.get('end', ''))}, "
+        f"Seed {s.get('seed')}, simulated {data.when(0):%Y-%m-%d %H:%M} to {data.when(data.end):%Y-%m-%d %H:%M}, "
         f"{s.get('messages')} messages from {len(senders)} sender group(s) to {len(data.servers)} server(s)."
     )
     sections = [
