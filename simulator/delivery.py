@@ -26,9 +26,19 @@ from .wire import LOOPBACK
 if TYPE_CHECKING:
     from .engine import Replay
 
-__all__ = ["Mta", "Job", "deliver", "STAGE_ORDER"]
+__all__ = ["Mta", "Job", "deliver", "STAGE_ORDER", "SHARES_HOST_STATUS"]
 
 STAGE_ORDER = (Stage.GREETING, Stage.EHLO, Stage.MAIL, Stage.RCPT, Stage.DATA, Stage.DOT)
+
+SHARES_HOST_STATUS = frozenset({"exim", "sendmail", "exchange", "exchange-edge"})
+"""MTAs that, within one queue run, do not connect again to a host that just failed.
+
+Exim skips a host whose retry record was just written ("retry time not
+reached"), Sendmail keeps host status for the rest of the queue run, and
+Exchange retries a whole delivery queue with one connection
+(retry-policies.md sections 2, 3 and 5). When several of their messages go
+to one host at the same instant, the first connects and the others share
+its host-level failure without a connection of their own."""
 
 
 @dataclass
@@ -178,10 +188,18 @@ def deliver(replay: Replay, job: Job) -> Generator[simpy.Event, Any, None]:
         for n, host in enumerate(hosts):
             job.attempts += 1
             failure = mta.state.before_connect(job.view(), host, env.now)
+            probe = replay.host_probe(mta, host) if failure is None and mta.policy.name in SHARES_HOST_STATUS else None
+            if probe is not None:
+                seen: Outcome = yield probe
+                if seen.failure is not None and seen.failure.is_host_error:
+                    failure = _as_seen(replay, seen.failure, host)
+                    replay.log("cached", message=r.message_id, sender=mta.name, server=host, attempt=job.attempts, kind=failure.kind.value, text=failure.describe()[:120])
             if failure is None:
                 job.connections += 1
                 job.sync()
                 event, plan = _submit(replay, job, host)
+                if mta.policy.name in SHARES_HOST_STATUS:
+                    replay.remember_probe(mta, host, event)
                 outcome: Outcome = yield event
                 if outcome.accepted:
                     charged = charge(None, plan, mta.policy.timeouts)
@@ -195,6 +213,8 @@ def deliver(replay: Replay, job: Job) -> Generator[simpy.Event, Any, None]:
                 charged = charge(failure, plan, mta.policy.timeouts)
                 if charged:
                     yield env.timeout(charged)
+            elif probe is not None and failure.kind is not FailureKind.SUSPENDED:
+                pass  # shared the first connection's host failure (logged as "cached")
             elif failure.expiry:
                 job.attempts -= 1  # a lifetime wake-up: returned without connecting
                 replay.log("expired", message=r.message_id, server=host, text=failure.text)

@@ -86,6 +86,8 @@ class Replay:
         self.jobs: list[Job] = []
         self.notifications: list[dsn.Notification] = []
         self._relay_inbox: list[tuple[str, str, float]] = []
+        self._probes: dict[tuple[str, str], simpy.Event] = {}
+        self._probes_at = -1.0
         self._lifetimes: dict[str, float] = {}
 
     # ------------------------------------------------------------------ records
@@ -156,6 +158,19 @@ class Replay:
             fate = all_attempts_fail(policy, hours=30 * 24)
             self._lifetimes[policy.name] = fate.bounce_at if fate.bounce_at is not None else 30 * 86400.0
         return self._lifetimes[policy.name]
+
+    def host_probe(self, mta: Mta, host: str) -> simpy.Event | None:
+        """The connection *mta* already opened to *host* at this instant, if any."""
+        if self._probes_at != self.env.now:
+            return None
+        return self._probes.get((mta.name, host))
+
+    def remember_probe(self, mta: Mta, host: str, event: simpy.Event) -> None:
+        """Record the first connection of *mta* to *host* at this instant."""
+        if self._probes_at != self.env.now:
+            self._probes.clear()
+            self._probes_at = self.env.now
+        self._probes.setdefault((mta.name, host), event)
 
     # ------------------------------------------------------------------ setup
     def _build_jobs(self) -> None:

@@ -56,11 +56,15 @@ async def test_exim_host_retry_state_is_shared_so_later_messages_wait_for_the_ho
     assert {r.final_state for r in shared.records} == {"bounced"}
     assert shared.connections < separate.connections
     # Messages that arrive while the host is in retry wait are not tried on arrival.
-    first_tries = [next(e for e in shared.events if e["type"] == "attempt" and e["message"] == r.message_id) for r in shared.records]
+    tries = ("attempt", "cached", "suspended")
+    first_tries = [next(e for e in shared.events if e["type"] in tries and e["message"] == r.message_id) for r in shared.records]
     assert [e["t"] > r.submitted_at for e, r in zip(first_tries, shared.records)][1:] == [True] * 4
     # The cutoff counts from the host's first failure, not the message's arrival: all bounce together.
     assert len({r.bounced_at for r in shared.records}) == 1
     assert len({r.bounced_at for r in separate.records}) > 1  # each host record has its own cutoff
+    # In one queue run, messages after the first do not connect to the host that just failed.
+    assert any(e["type"] == "cached" for e in shared.events)
+    assert shared.connections < shared.attempts
 
 
 async def test_postfix_dead_destination_defers_without_connecting():
