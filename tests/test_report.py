@@ -87,7 +87,7 @@ def test_each_window_gets_a_plain_language_sentence(small_report):
     stranded = summary["windows"][1]["counts"]["stranded"]
     assert body[1][-1] == (
         f"Mail sent between 06:00 on 03/04 and 12:00 on 03/04 ({stranded} messages): all {stranded} were accepted "
-        "with a 250 but exist only on the failed disk; their senders received no bounce."
+        "with a 250 but exist only on the failed disk, and their senders received no bounce."
     )
     assert "readable again only from 00:00 on 03/05, restored from a backup" in body[0][-1]
     assert "bounced and their senders received a non-delivery report (mailgun" in body[2][-1]

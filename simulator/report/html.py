@@ -158,7 +158,7 @@ def _windows_table(rows: list[WindowRow], declared: bool) -> str:
     )
 
 
-def _window_by_sender(rows: list[WindowRow], groups: list[str]) -> str:
+def _window_by_sender(data: ReportData, rows: list[WindowRow], groups: list[str]) -> str:
     head = "".join(f'<th title="{escape(w.label)}">{w.number}</th>' for w in rows)
     body = []
     for g in groups:
@@ -174,7 +174,9 @@ def _window_by_sender(rows: list[WindowRow], groups: list[str]) -> str:
                 for s in STATES if counts[s]
             )
             cells.append(f'<td class="mix">{lines}</td>')
-        body.append(f'<tr><td class="l">{escape(g)}</td>{"".join(cells)}</tr>')
+        gives_up = data.gives_up(g)
+        note = f"<br><small>gives up after {duration(gives_up)}</small>" if gives_up else ""
+        body.append(f'<tr><td class="l">{escape(g)}{note}</td>{"".join(cells)}</tr>')
     return f'<table id="windows-by-sender"><tr><th class="l">sender group</th>{head}</tr>{"".join(body)}</table>'
 
 
@@ -260,7 +262,7 @@ def render(
         f'<section id="timeline"><h2>Incident timeline</h2>{_figure(figures["timeline"], "incident timeline", "Each server: accepting mail or down, and its disk; backups, crashes, restores and disk recoveries marked")}'
         f"{_marks_table(data)}</section>",
         f'<section id="what-happened"><h2>What happened to the mail?</h2>{_windows_table(windows, bool(data.timeline.get("windows_declared")))}'
-        f"<h3>Per sender group and window</h3>{_window_by_sender(windows, [g for g in data.groups if any(g in w.by_group for w in windows)])}</section>",
+        f"<h3>Per sender group and window</h3>{_window_by_sender(data, windows, [g for g in data.groups if any(g in w.by_group for w in windows)])}</section>",
         f'<section id="outcomes"><h2>Outcome by submission time</h2>{_figure(figures["outcomes"], "outcome by submission time", "Messages per time slot, coloured by final state")}</section>',
         f'<section id="senders"><h2>By sender group</h2>{_senders_table(senders)}</section>',
         f'<section id="queues"><h2>Queue depth</h2>{_figure(figures["queue"], "queue depth per sender group", "Messages waiting in sender queues")}'

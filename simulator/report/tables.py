@@ -92,10 +92,10 @@ def sentence(data: ReportData, lo: float, hi: float, records: list[Any]) -> str:
     s = counts["stranded"]
     if s:
         what = f"all {s} were" if s == total else f"{s} ({pct(s, total)}) were"
-        parts.append(f"{what} accepted with a 250 but exist only on the failed disk; their senders received no bounce")
+        parts.append(f"{what} accepted with a 250 but exist only on the failed disk, and their senders received no bounce")
     lost = counts["lost"]
     if lost:
-        parts.append(f"{lost} ({pct(lost, total)}) were accepted and then lost with every copy; their senders received no bounce")
+        parts.append(f"{lost} ({pct(lost, total)}) were accepted and then lost with every copy, and their senders received no bounce")
     b = counts["bounced"]
     if b:
         groups = Counter(r.group for r in records if r.final_state == "bounced").most_common(3)
