@@ -45,6 +45,7 @@ __all__ = [
     "Threshold",
     "Outcome",
     "ThresholdList",
+    "ThresholdSyntaxError",
     "parse_key",
     "parse_expression",
     "threshold_problems",

@@ -180,7 +180,8 @@ def outcomes_png(data: ReportData, path: Path) -> Path:
     _shade_outages(ax, data)
     _time_axis(ax, data, 0.0, max(data.horizon, min(data.end, (int(last // width) + 1) * width)))
     ax.set_ylabel(f"messages per {duration(width)}")
-    ax.legend(loc="upper left", fontsize=8, ncols=5, frameon=False)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", fontsize=8, ncols=5, frameon=False)
     ax.set_title("What became of the mail, by when it was sent (shaded: a server was down)", loc="left", fontsize=12, fontweight="bold")
     ax.grid(axis="y", color="#e0e0e0", lw=0.6)
     ax.set_axisbelow(True)
@@ -257,7 +258,8 @@ def delays_png(data: ReportData, path: Path) -> Path:
     ax.set_xlabel("delay from submission to the first 250 (log scale; at most 30 s counts as 30 s)")
     ax.set_ylabel("share of the group's messages" + (" (axis starts at %.1f)" % bottom if bottom else ""))
     ax.grid(color="#e0e0e0", lw=0.6)
-    ax.legend(loc="upper left", fontsize=8, frameon=True)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", fontsize=8, frameon=True)
     ax.set_title("Delivery delay per sender group (the curve stops at the share ever accepted)", loc="left", fontsize=12, fontweight="bold")
     return _save(fig, path)
 

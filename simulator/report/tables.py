@@ -76,6 +76,13 @@ def _late_note(data: ReportData, late: list[Any], delivered: int) -> str:
     return f", {share} of them readable again only from {data.long(when)}{mostly}, {how}"
 
 
+def _who(n: int, total: int, plural: str, singular: str) -> str:
+    """``all 73 were`` / ``12 (10%) were`` / ``it was`` / ``1 (50%) was``: the subject of a clause."""
+    if n == total:
+        return f"all {n} {plural}" if n > 1 else f"it {singular}"
+    return f"{n} ({pct(n, total)}) {plural if n > 1 else singular}"
+
+
 def sentence(data: ReportData, lo: float, hi: float, records: list[Any]) -> str:
     """One plain-language sentence: what happened to the mail sent between *lo* and *hi*."""
     counts = _counts(records)
@@ -87,25 +94,26 @@ def sentence(data: ReportData, lo: float, hi: float, records: list[Any]) -> str:
     d = counts["delivered"]
     if d:
         late = [r for r in records if r.final_state == "delivered" and r.accepted_at is not None and r.final_at is not None and r.final_at > r.accepted_at]
-        what = f"all {d} are" if d == total else f"{d} ({pct(d, total)}) are"
-        parts.append(f"{what} in a mailbox on a live server{_late_note(data, late, d)}")
+        parts.append(f"{_who(d, total, 'are', 'is')} in a mailbox on a live server{_late_note(data, late, d)}")
     s = counts["stranded"]
     if s:
-        what = f"all {s} were" if s == total else f"{s} ({pct(s, total)}) were"
-        parts.append(f"{what} accepted with a 250 but exist only on the failed disk, and their senders received no bounce")
+        their = "their senders" if s > 1 else "its sender"
+        parts.append(f"{_who(s, total, 'were', 'was')} accepted with a 250 but {'exist' if s > 1 else 'exists'} only on the failed disk, and {their} received no bounce")
     lost = counts["lost"]
     if lost:
-        parts.append(f"{lost} ({pct(lost, total)}) were accepted and then lost with every copy, and their senders received no bounce")
+        their = "their senders" if lost > 1 else "its sender"
+        parts.append(f"{_who(lost, total, 'were', 'was')} accepted and then lost with every copy, and {their} received no bounce")
     b = counts["bounced"]
     if b:
         groups = Counter(r.group for r in records if r.final_state == "bounced").most_common(3)
         who = ", ".join(f"{g} {n}" for g, n in groups)
-        what = f"all {b}" if b == total else f"{b} ({pct(b, total)})"
-        parts.append(f"{what} bounced and their senders received a non-delivery report ({who})")
+        their = "their senders" if b > 1 else "its sender"
+        parts.append(f"{_who(b, total, 'bounced', 'bounced')} and {their} received a non-delivery report ({who})")
     q = counts["queued"]
     if q:
-        parts.append(f"{q} ({pct(q, total)}) are still in a sender's queue at the end of the run")
-    return f"{head} ({total} messages): " + "; ".join(parts) + "."
+        parts.append(f"{_who(q, total, 'are', 'is')} still in a sender's queue at the end of the run")
+    noun = "messages" if total > 1 else "message"
+    return f"{head} ({total} {noun}): " + "; ".join(parts) + "."
 
 
 def window_rows(data: ReportData) -> list[WindowRow]:
