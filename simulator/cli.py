@@ -232,6 +232,43 @@ def report_command(results: Annotated[Path, typer.Argument(help="a results folde
     out.print(str(page), markup=False, highlight=False, soft_wrap=True)
 
 
+@app.command("compare")
+def compare_command(
+    baseline: Annotated[Path, typer.Argument(help="the scenario as it happened")],
+    variants: Annotated[list[Path], typer.Argument(help="what-if variants (same senders and seed)")],
+    memory: Annotated[bool, typer.Option("--memory", help="in-memory transport, no sockets")] = False,
+) -> None:
+    """Run a baseline and its variants; show, message by message, what each variant changes."""
+    from .compare import compare
+
+    try:
+        loaded = [load_scenario(p) for p in (baseline, *variants)]
+        transport = "memory" if memory else "wire"
+        results = [run_scenario(s, transport=transport) for s in loaded]
+    except OutageError as exc:
+        raise _fail(exc) from None
+    base = results[0]
+    table = Table(title="Final states", title_justify="left")
+    table.add_column("state")
+    for r in results:
+        table.add_column(r.scenario.name, justify="right")
+    for state in STATES:
+        table.add_row(state, *(str(r.counts[state]) for r in results))
+    out.print(table)
+    for variant in results[1:]:
+        cmp = compare(base, variant)
+        if not cmp.same_messages:
+            out.print(f"{cmp.variant}: submits different messages than {cmp.baseline} (senders, traffic or seed differ); only totals compare")
+            continue
+        out.print(
+            f"{cmp.variant}: {cmp.saved} message(s) stranded, lost or bounced in {cmp.baseline} would have been delivered; "
+            f"{cmp.worse} delivered there would not have been.",
+            highlight=False,
+        )
+        for (a, b), n in sorted(cmp.moves.items(), key=lambda kv: -kv[1]):
+            out.print(f"  {a} -> {b}: {n}", highlight=False)
+
+
 @app.command()
 def validate(scenario: Annotated[list[Path], typer.Argument(help="scenario YAML file(s)")]) -> None:
     """Check scenario files without running them; one line per problem."""
