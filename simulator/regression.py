@@ -51,6 +51,8 @@ class CheckResult:
         head = f"{self.path} ({self.name})"
         checks = len(self.outcomes) + (1 if self.golden else 0)
         failed = len(self.breached) + (1 if self.golden_diff else 0)
+        if not checks:
+            return [f"{head}: nothing to check (no thresholds, no golden summary beside it)"]
         noun = "check" if checks == 1 else "checks"
         out = [f"{head}: {failed} of {checks} {noun} failed" if failed else f"{head}: {'all ' if checks > 1 else ''}{checks} {noun} passed"]
         out += [f"  {line}" for line in format_outcomes(self.outcomes)]
