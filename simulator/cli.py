@@ -40,6 +40,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 out = Console()
+if not out.is_terminal:
+    out = Console(width=120)  # tables in a log or a pipe: wide enough not to fold
 err = Console(stderr=True)
 
 from .policies_cli import policies_app  # noqa: E402  (a sub-app; mounted below)
@@ -98,12 +100,40 @@ def render(result: RunResult, console: Console) -> None:
         )
     )
     console.print(_state_table("By sender", "sender group (policy)", [(f"{g}", c) for g, c in result.by_policy().items()]))
+    _delay_and_recovery_tables(result, console)
     stranded = result.counts["stranded"]
     if stranded:
         console.print(
             f"{stranded} message(s) were accepted with a 250 and exist only on a failed disk: "
             "their senders believe they were delivered."
         )
+
+
+def _delay_and_recovery_tables(result: RunResult, console: Console) -> None:
+    from .durations import format_duration
+
+    def d(seconds: float | None) -> str:
+        return "not drained" if seconds is None else format_duration(60 * round(seconds / 60))
+
+    delays = result.delivery_delays()
+    if delays:
+        table = Table(title="Delivery delay (submission to first 250)", title_justify="left")
+        for column in ("sender group", "delivered", "p50", "p95", "max"):
+            table.add_column(column, justify="left" if column == "sender group" else "right")
+        for group, v in delays.items():
+            table.add_row(group, str(v["count"]), d(v["p50"]), d(v["p95"]), d(v["max"]))
+        console.print(table)
+    recoveries = result.recoveries()
+    if recoveries:
+        table = Table(title="Recovery storms", title_justify="left")
+        for column in ("server", "back at", "backlog", "peak/min", "first hour", "90% drained", "all drained", "turned away"):
+            table.add_column(column, justify="left" if column in ("server", "back at") else "right")
+        for r in recoveries:
+            table.add_row(
+                r["server"], r["at"].replace("T", " ")[:16], str(r["backlog"]), str(r["peak_attempts_per_minute"]),
+                str(r["attempts_first_hour"]), d(r["drained_90_seconds"]), d(r["drained_seconds"]), str(r["turned_away_421"]),
+            )
+        console.print(table)
 
 
 @app.command()

@@ -157,7 +157,47 @@ class RunResult:
             "delay_warnings": sum(r.delay_warnings for r in self.records),
             "notifications": len(self.notifications),
             "duplicates": sum(1 for r in self.records if r.copies > 1),
+            "turned_away": dict(self.turned_away),
+            "delivery_delay": self.delivery_delays(),
+            "recoveries": self.recoveries(),
         }
+
+    def delivery_delays(self) -> dict[str, dict[str, float]]:
+        """Seconds from submission to the first 250, per sender group: p50, p95, max (accepted mail only)."""
+        from .metrics import delivery_delay, percentile
+
+        by_group: dict[str, list[float]] = {}
+        for r in self.records:
+            delay = delivery_delay(r)
+            if delay is not None:
+                by_group.setdefault(r.group, []).append(delay)
+        return {
+            group: {"count": len(v), "p50": percentile(v, 50), "p95": percentile(v, 95), "max": max(v)}
+            for group, v in by_group.items()
+        }
+
+    def recoveries(self) -> list[dict[str, Any]]:
+        """Each recovery storm: backlog, peak attempts per simulated minute, drain time, turned away."""
+        from .thresholds import storms_of
+
+        out = []
+        for storm in storms_of(self):
+            window = [e for e in self.events if e["type"] == "reply" and e.get("server") == storm.server
+                      and storm.at <= e["t"] < storm.until and e.get("code") == 421 and e.get("stage") == "greeting"]
+            out.append(
+                {
+                    "server": storm.server,
+                    "at": self.clock.iso(storm.at),
+                    "backlog": storm.backlog,
+                    "peak_attempts_per_minute": storm.peak_per_minute,
+                    "peak_at": self.clock.iso(storm.peak_at),
+                    "attempts_first_hour": storm.first_hour,
+                    "drained_90_seconds": storm.drained_90,
+                    "drained_seconds": storm.drained,
+                    "turned_away_421": len(window),
+                }
+            )
+        return out
 
     def messages_csv(self) -> str:
         """The ledger as CSV text (deterministic: same scenario and seed, same bytes)."""
