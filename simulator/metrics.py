@@ -384,7 +384,8 @@ def incident_windows(
 class Storm:
     """The load on a server after it came back, and how long its backlog took to drain.
 
-    ``per_minute`` maps a simulated minute after ``at`` (0, 1, ...) to the SMTP
+    ``peak_per_minute`` is the most SMTP sessions in one simulated minute
+    while the backlog drained (at least the first hour). ``per_minute`` maps a simulated minute after ``at`` (0, 1, ...) to the SMTP
     sessions the server saw in it, until ``until`` (the next failure or the
     end). ``drained_90`` / ``drained`` are seconds after ``at`` until 90% /
     all of the ``backlog`` (messages waiting for this server when it came
@@ -435,8 +436,13 @@ def recovery_storms(
         until = next((iv.end for iv in intervals[server] if iv.start == at), at)
         times = by_server.get(server, [])
         per_minute: Counter[int] = Counter(int((t - at) // 60) for t in times[bisect_left(times, at): bisect_left(times, until)])
-        peak_minute, peak = max(per_minute.items(), key=lambda kv: (kv[1], -kv[0]), default=(0, 0))
         backlog = [left_queue_at(r) for r in records if destination(r) == server and in_queue_before(r, at)]
+        drained = _drain_time(backlog, at, until, 1.0)
+        # The storm is the load while the backlog drains (at least the first hour).
+        storm_minutes = math.ceil(max(3600.0, drained if drained is not None else until - at) / 60)
+        peak_minute, peak = max(
+            ((m, n) for m, n in per_minute.items() if m < storm_minutes), key=lambda kv: (kv[1], -kv[0]), default=(0, 0)
+        )
         storms.append(
             Storm(
                 server=server,
@@ -447,7 +453,7 @@ def recovery_storms(
                 peak_at=at + 60 * peak_minute,
                 first_hour=sum(n for minute, n in per_minute.items() if minute < 60),
                 drained_90=_drain_time(backlog, at, until, 0.9),
-                drained=_drain_time(backlog, at, until, 1.0),
+                drained=drained,
                 per_minute=dict(per_minute),
             )
         )

@@ -82,7 +82,7 @@ def _catalogue() -> dict[str, Metric]:
         Metric("delivery_delay", "trend", "duration", "submission to the first 250, accepted messages"),
         Metric("availability_delay", "trend", "duration", "submission to readable on a live disk, delivered messages"),
         Metric("attempts_per_message", "trend", "number", "delivery attempts per message"),
-        Metric("recovery_peak_attempts", "trend", "number", "peak SMTP sessions per simulated minute after a recovery", True),
+        Metric("recovery_peak_attempts", "trend", "number", "the most SMTP sessions in one simulated minute while a recovery's backlog drains", True),
         Metric("recovery_drain_time", "trend", "duration", "time after a recovery until its whole backlog left the queues", True),
         Metric("recovery_backlog", "trend", "number", "messages waiting when a server came back", True),
     ]
