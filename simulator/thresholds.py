@@ -74,6 +74,7 @@ def _catalogue() -> dict[str, Metric]:
         Metric("connections", "counter", "count", "attempts that reached a server"),
         Metric("duplicates", "counter", "count", "messages accepted more than once"),
         Metric("delay_warnings", "counter", "count", "delay warnings sent to originators"),
+        Metric("turned_away", "counter", "count", "sessions a server turned away with 421 at a capacity limit"),
     ]
     for state in STATES:
         found.append(Metric(state, "counter", "count", f"messages whose final state is {state}"))
@@ -344,6 +345,8 @@ def _samples(t: Threshold, result: Any, storms: list[metrics.Storm], destination
         if name == "recovery_backlog":
             return [float(s.backlog) for s in chosen]
         return [math.inf if s.drained is None else s.drained for s in chosen]
+    if name == "turned_away":
+        return float(sum(n for server, n in result.turned_away.items() if "server" not in tags or server == tags["server"]))
     records = result.records
     if "sender" in tags:
         records = [r for r in records if r.group == tags["sender"]]
@@ -387,8 +390,11 @@ def _aggregate(t: Threshold, samples: list[float] | float | None) -> float | Non
 
 
 def destination_of(scenario: Any) -> Callable[[Any], str]:
-    """Map a record to the server its recipient's domain routes to."""
-    routes = {d.lower(): v.name for v in scenario.servers for d in v.domains}
+    """Map a record to the server its recipient's domain routes to: the most preferred MX that is not a relay."""
+    routes: dict[str, str] = {}
+    for v in sorted(scenario.servers, key=lambda v: (v.relay is not None, v.preference)):
+        for d in v.domains:
+            routes.setdefault(d.lower(), v.name)
     first = scenario.servers[0].name
     return lambda r: routes.get(r.recipient.rpartition("@")[2].lower(), r.accepted_by or first)
 
