@@ -123,7 +123,7 @@ def _submit(replay: Replay, job: Job, host: str) -> tuple[simpy.Event, SessionPl
     server = replay.servers[host]
     if not job.content:
         job.content = replay.content(r)
-    mail_from = r.originator if not job.relayed else r.originator
+    mail_from = r.originator  # a relay forwards with the original envelope sender
     plan = None
     if server.listening:
         plan = with_client_timeouts(server.plan(SessionContext(r.message_id, mail_from, r.recipient)), job.mta.policy.timeouts)

@@ -8,7 +8,6 @@ the time-frozen ``Bridge`` and returns a ``RunResult``.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections.abc import Callable
@@ -302,7 +301,3 @@ class Replay:
             turned_away={name: s.turned_away for name, s in self.servers.items()},
         )
 
-
-def run_replay(scenario: Scenario, **kwargs: Any) -> RunResult:
-    """Run a replay on a fresh event loop (for callers without one)."""
-    return asyncio.run(Replay(scenario, **kwargs).run())
