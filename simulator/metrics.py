@@ -244,43 +244,36 @@ def _ordered(marks: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted((m for m in marks if m.get("type") in MARK_TYPES), key=lambda m: m["t"])
 
 
-def server_intervals(marks: Iterable[dict[str, Any]], initial: dict[str, str], end: float) -> dict[str, list[Interval]]:
-    """Each server's listening state over ``[0, end)``: ``up`` or how it is down (``refuse``, ...)."""
+def _intervals(changes: Iterable[tuple[str, float, str]], initial: dict[str, str], end: float) -> dict[str, list[Interval]]:
+    """Fold ``(server, t, new state)`` changes, in time order, into each server's intervals over ``[0, end)``."""
     state = dict(initial)
-    since = {name: 0.0 for name in initial}
-    out: dict[str, list[Interval]] = {name: [] for name in initial}
-    for m in _ordered(marks):
-        name, new = m["server"], m.get("state")
-        if new is None or name not in state or new == state[name]:
+    since = {name: 0.0 for name in state}
+    out: dict[str, list[Interval]] = {name: [] for name in state}
+    for name, t, new in changes:
+        if name not in state or new == state[name]:
             continue
-        if m["t"] > since[name]:
-            out[name].append(Interval(since[name], m["t"], state[name]))
-        state[name], since[name] = new, m["t"]
+        if t > since[name]:
+            out[name].append(Interval(since[name], t, state[name]))
+        state[name], since[name] = new, t
     for name in state:
         if end > since[name]:
             out[name].append(Interval(since[name], end, state[name]))
     return out
+
+
+def server_intervals(marks: Iterable[dict[str, Any]], initial: dict[str, str], end: float) -> dict[str, list[Interval]]:
+    """Each server's listening state over ``[0, end)``: ``up`` or how it is down (``refuse``, ...)."""
+    changes = ((m["server"], m["t"], m["state"]) for m in _ordered(marks) if m.get("state") is not None)
+    return _intervals(changes, initial, end)
+
+
+_DISK_STATE = {"crash": "failed", "disk_recovered": "live", "restore": "live"}
 
 
 def disk_intervals(marks: Iterable[dict[str, Any]], servers: Iterable[str], end: float) -> dict[str, list[Interval]]:
     """Each server's current disk over ``[0, end)``: ``live`` or ``failed`` (between a crash and a recovery or restore)."""
-    state = {name: "live" for name in servers}
-    since = {name: 0.0 for name in state}
-    out: dict[str, list[Interval]] = {name: [] for name in state}
-    for m in _ordered(marks):
-        name = m["server"]
-        if name not in state:
-            continue
-        new = {"crash": "failed", "disk_recovered": "live", "restore": "live"}.get(m["type"], state[name])
-        if new == state[name]:
-            continue
-        if m["t"] > since[name]:
-            out[name].append(Interval(since[name], m["t"], state[name]))
-        state[name], since[name] = new, m["t"]
-    for name in state:
-        if end > since[name]:
-            out[name].append(Interval(since[name], end, state[name]))
-    return out
+    changes = ((m["server"], m["t"], _DISK_STATE[m["type"]]) for m in _ordered(marks) if m["type"] in _DISK_STATE)
+    return _intervals(changes, {name: "live" for name in servers}, end)
 
 
 def outages(intervals: dict[str, list[Interval]]) -> list[tuple[str, Interval]]:
