@@ -7,6 +7,9 @@
 * ``bounces_at_once``: the per-MTA reading of a 5xx reply (reference
   section 8: Postfix treats a 5xx greeting like a 4xx one, Exim bounces).
 * ``warning_due``: when the next delay warning of a time list is due.
+* ``default_next_mx`` and friends: when an MTA tries the next MX host
+  (reference section 8).
+* ``settings_label``: the ``name(key=value,...)`` label of changed settings.
 * ``PresetPolicy``: the frozen runtime policy object every preset builds.
 """
 
@@ -16,12 +19,15 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic.fields import FieldInfo
 
 from ..durations import format_duration, parse_duration, parse_duration_list
-from .base import Failure, PolicyState, Stage, Timeouts
+from .base import Failure, FailureKind, PolicyState, Stage, Timeouts
+from .simulate import gives_up_after
 
 __all__ = [
     "DurationOrRandom",
@@ -29,10 +35,14 @@ __all__ = [
     "PresetParams",
     "PresetPolicy",
     "bounces_at_once",
+    "changed_settings",
+    "default_next_mx",
     "describe_params",
+    "per_host_next_mx",
     "next_tick",
     "parse_phase",
     "resolve_phase",
+    "settings_label",
     "shows_durations",
     "warning_due",
 ]
@@ -117,8 +127,100 @@ def warning_due(times: tuple[float, ...], sent: int) -> float | None:
     return times[-1] + (sent - len(times) + 1) * step
 
 
+def default_next_mx(failure: Failure) -> bool:
+    """Whether the MTA tries the next MX host after *failure*: RFC 5321, Postfix and Exim.
+
+    Connection failures (refused, or a timeout connecting or waiting for the
+    greeting) move on; so do a 4xx reply at any stage, a timeout and a
+    connection lost before the final dot. A 5xx never moves on, and neither
+    does a deferral without a connection (the MTA's own retry state said
+    wait) nor an expiry.
+    """
+    if failure.kind is FailureKind.SUSPENDED:
+        return False
+    if failure.kind in (FailureKind.REFUSED, FailureKind.TIMEOUT) and failure.stage in (Stage.CONNECT, Stage.GREETING):
+        return True
+    if failure.kind is FailureKind.PERMFAIL:
+        return False
+    if failure.kind is FailureKind.DROPPED:
+        return failure.stage is not Stage.DOT
+    return failure.kind in (FailureKind.TEMPFAIL, FailureKind.TIMEOUT)
+
+
+def per_host_next_mx(failure: Failure) -> bool:
+    """``default_next_mx``, and a host skipped for its own retry state moves on to the next MX host.
+
+    For MTAs that keep retry state per host (Exim's hints database,
+    Sendmail's host status): a host in retry wait is skipped and the other
+    hosts are tried, subject to their own retry state. An expiry never moves on.
+    """
+    if failure.kind is FailureKind.SUSPENDED:
+        return not failure.expiry
+    return default_next_mx(failure)
+
+
 def _is_duration_parser(func: Any) -> bool:
     return func in (parse_duration, parse_duration_list) or getattr(func, "shows_durations", False)
+
+
+def _shows_durations(info: FieldInfo) -> bool:
+    return any(isinstance(m, BeforeValidator) and _is_duration_parser(m.func) for m in info.metadata)
+
+
+def _label_value(value: Any, durations: bool) -> str:
+    """One setting as written in a label: durations as ``5m``, lists with ``:``, no spaces."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        return ":".join(_label_value(v, durations) for v in value) or "none"
+    if durations and isinstance(value, (int, float)):
+        return format_duration(float(value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value).replace(" ", "")
+
+
+def settings_label(name: str, settings: dict[str, str], first: str = "") -> str:
+    """``name``, or ``name(first;key=value,...)`` with the keys sorted.
+
+    *settings* are already formatted; *first* is a leading part that is
+    always written (a schedule's gaps), separated from the settings by ``;``.
+    """
+    pairs = ",".join(f"{key}={settings[key]}" for key in sorted(settings))
+    if not first and not pairs:
+        return name
+    inner = f"{first};{pairs}" if first and pairs else first or pairs
+    return f"{name}({inner})"
+
+
+_MISSING = object()
+
+
+def _default_of(model: type[BaseModel], name: str, info: FieldInfo) -> Any:
+    """The validated default of a field (``_MISSING`` for a required one)."""
+    if info.is_required():
+        return _MISSING
+    raw = info.get_default(call_default_factory=True)
+    try:
+        return getattr(model.model_validate({name: raw}), name)
+    except ValidationError:
+        return raw
+
+
+def changed_settings(params: BaseModel) -> dict[str, str]:
+    """The settings of *params* that differ from its model's defaults, formatted for a label."""
+    model = type(params)
+    out: dict[str, str] = {}
+    for name, info in model.model_fields.items():
+        value = getattr(params, name)
+        if name not in params.model_fields_set and not info.is_required():
+            continue  # never given: the default
+        if value == _default_of(model, name, info):
+            continue
+        out[name] = _label_value(value, _shows_durations(info))
+    return out
 
 
 def describe_params(params: BaseModel) -> dict[str, Any]:
@@ -126,7 +228,7 @@ def describe_params(params: BaseModel) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, info in type(params).model_fields.items():
         value = getattr(params, name)
-        durations = any(isinstance(m, BeforeValidator) and _is_duration_parser(m.func) for m in info.metadata)
+        durations = _shows_durations(info)
         if durations and isinstance(value, float):
             out[name] = format_duration(value)
         elif durations and isinstance(value, tuple):
@@ -141,7 +243,10 @@ class PresetPolicy:
     """A named MTA's retry behaviour: what ``Preset.build`` returns.
 
     ``make_state`` is the MTA's runtime state class; it gets the policy and
-    the per-sender ``random.Random``.
+    the per-sender ``random.Random``. ``mx_rule`` says when the MTA tries
+    the next MX host (``default_next_mx`` unless the MTA differs);
+    ``shares_host_failure`` is True for MTAs whose later messages in a queue
+    run do not connect again to a host that just failed.
     """
 
     name: str
@@ -149,6 +254,22 @@ class PresetPolicy:
     params: BaseModel
     make_state: Callable[[Any, random.Random], PolicyState]
     timeouts: Timeouts = field(default_factory=Timeouts)
+    mx_rule: Callable[[Failure], bool] = default_next_mx
+    shares_host_failure: bool = False
+
+    @cached_property
+    def label(self) -> str:
+        """``postfix``, or ``postfix(maximal_queue_lifetime=1d)`` with the settings changed from the defaults."""
+        return settings_label(self.name, changed_settings(self.params))
+
+    @cached_property
+    def gives_up_after(self) -> float | None:
+        """Seconds after arrival at which a message whose every attempt fails bounces (None: not in 30 days)."""
+        return gives_up_after(self)
+
+    def next_mx_allowed(self, failure: Failure) -> bool:
+        """Whether this MTA tries the next MX host after *failure*."""
+        return not failure.expiry and self.mx_rule(failure)
 
     def start(self, rng: random.Random) -> PolicyState:
         """Fresh runtime state for one sending MTA."""

@@ -86,11 +86,15 @@ class Failure:
     #: made and the policy will bounce the message. An engine may leave it out
     #: of the attempt count (the real MTA only looked at its queue file).
     expiry: bool = False
+    #: For a ``SUSPENDED`` failure: only this host was skipped (it failed a
+    #: moment ago, in the same connection round); the MTA may still try its
+    #: other MX hosts now. See ``RetryPolicy.next_mx_allowed``.
+    host_only: bool = False
 
     @classmethod
-    def suspended(cls, host: str, text: str) -> Failure:
+    def suspended(cls, host: str, text: str, *, host_only: bool = False) -> Failure:
         """A deferral without a connection, decided by the sender's own retry state."""
-        return cls(FailureKind.SUSPENDED, Stage.CONNECT, host, None, text)
+        return cls(FailureKind.SUSPENDED, Stage.CONNECT, host, None, text, host_only=host_only)
 
     @classmethod
     def expired(cls, host: str, text: str) -> Failure:
@@ -194,11 +198,52 @@ class PolicyState(Protocol):
 
 
 class RetryPolicy(Protocol):
-    """A frozen description of a sending MTA's retry behaviour."""
+    """A frozen description of a sending MTA's retry behaviour.
 
-    name: str
-    source: str  #: where the figures come from (cited in docs and ``policies show``)
-    timeouts: Timeouts
+    Besides the retry state it starts, a policy answers the questions that
+    depend on the MTA but not on its state:
+
+    ``label``
+        Unique per distinct settings: the preset name alone for a preset at
+        its defaults (``postfix``), the changed settings in parentheses
+        otherwise (``postfix(maximal_queue_lifetime=1d)``).
+    ``next_mx_allowed(failure)``
+        Whether the MTA tries the next MX host after *failure*
+        (retry-policies.md section 8).
+    ``shares_host_failure``
+        True for MTAs that, within one queue run, do not connect again to a
+        host that just failed: later messages to it share that failure.
+    ``gives_up_after``
+        Seconds after arrival at which a message whose every attempt fails
+        is returned, or ``None`` if not within 30 days.
+    """
+
+    @property
+    def name(self) -> str:
+        """The preset or policy kind (``postfix``, ``schedule``, ...)."""
+
+    @property
+    def source(self) -> str:
+        """Where the figures come from (cited in docs and ``policies show``)."""
+
+    @property
+    def timeouts(self) -> Timeouts:
+        """Simulated seconds charged when the receiver does not answer."""
+
+    @property
+    def label(self) -> str:
+        """The name plus the settings that differ from its defaults, unique per distinct settings."""
+
+    @property
+    def shares_host_failure(self) -> bool:
+        """True when later messages of one queue run share a host's failure without connecting."""
+
+    @property
+    def gives_up_after(self) -> float | None:
+        """Seconds after arrival at which a message whose every attempt fails bounces (None: not in 30 days)."""
+
+    def next_mx_allowed(self, failure: Failure) -> bool:
+        """Whether the MTA tries the next MX host after *failure* (never after an expiry)."""
 
     def start(self, rng: random.Random) -> PolicyState:
         """Fresh runtime state for one sending MTA; *rng* is seeded per sender."""

@@ -32,7 +32,7 @@ from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from ..durations import Duration
-from ._common import PresetParams, PresetPolicy, bounces_at_once
+from ._common import PresetParams, PresetPolicy, bounces_at_once, default_next_mx
 from .base import Decision, Failure, FailureKind, MessageView, Stage, Timeouts
 from .simple import permanent_decision
 
@@ -153,6 +153,18 @@ class ExchangeState:
         self._queues.pop(msg.destination, None)
 
 
+def exchange_next_mx(failure: Failure) -> bool:
+    """The next hop's other hosts are tried after a connection failure (reference section 8 note).
+
+    A queue in Retry holds every host of the next hop, so a deferral without
+    connecting does not move on, except when only this host was skipped
+    because it already failed in the same connection round (``host_only``).
+    """
+    if failure.kind is FailureKind.SUSPENDED:
+        return failure.host_only and not failure.expiry
+    return default_next_mx(failure)
+
+
 def _timeouts(p: ExchangeParams) -> Timeouts:
     return Timeouts(
         connect=p.connect_timeout,
@@ -164,9 +176,25 @@ def _timeouts(p: ExchangeParams) -> Timeouts:
 
 def build_exchange(params: ExchangeParams) -> PresetPolicy:
     """The ``exchange`` preset (Mailbox server)."""
-    return PresetPolicy("exchange", SOURCE, params, ExchangeState, _timeouts(params))
+    return PresetPolicy(
+        "exchange",
+        SOURCE,
+        params,
+        ExchangeState,
+        _timeouts(params),
+        mx_rule=exchange_next_mx,
+        shares_host_failure=True,
+    )
 
 
 def build_exchange_edge(params: ExchangeEdgeParams) -> PresetPolicy:
     """The ``exchange-edge`` preset (Edge Transport server)."""
-    return PresetPolicy("exchange-edge", EDGE_SOURCE, params, ExchangeState, _timeouts(params))
+    return PresetPolicy(
+        "exchange-edge",
+        EDGE_SOURCE,
+        params,
+        ExchangeState,
+        _timeouts(params),
+        mx_rule=exchange_next_mx,
+        shares_host_failure=True,
+    )

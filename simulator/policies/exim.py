@@ -48,7 +48,16 @@ from pydantic import BeforeValidator, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from ..durations import Duration, parse_duration
-from ._common import Phase, PresetParams, PresetPolicy, next_tick, resolve_phase, shows_durations, warning_due
+from ._common import (
+    Phase,
+    PresetParams,
+    PresetPolicy,
+    next_tick,
+    per_host_next_mx,
+    resolve_phase,
+    shows_durations,
+    warning_due,
+)
 from .base import Decision, Failure, FailureKind, MessageView, Stage, Timeouts
 from .exim_rules import DEFAULT_RULES, format_retry_rules, next_gap, parse_retry_rules
 from .simple import permanent_decision
@@ -292,4 +301,4 @@ def build_exim(params: EximParams) -> PresetPolicy:
         command=params.command_timeout,
         data_done=params.final_timeout,
     )
-    return PresetPolicy("exim", SOURCE, params, EximState, timeouts)
+    return PresetPolicy("exim", SOURCE, params, EximState, timeouts, mx_rule=per_host_next_mx, shares_host_failure=True)

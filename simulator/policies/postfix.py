@@ -37,7 +37,7 @@ from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from ..durations import Duration, format_duration
-from ._common import Phase, PresetParams, PresetPolicy, bounces_at_once, next_tick, resolve_phase
+from ._common import Phase, PresetParams, PresetPolicy, bounces_at_once, default_next_mx, next_tick, resolve_phase
 from .base import Decision, Failure, FailureKind, MessageView, Stage, Timeouts
 from .simple import permanent_decision
 
@@ -194,6 +194,17 @@ class PostfixState:
         self._done(msg, None, now)
 
 
+def postfix_next_mx(failure: Failure) -> bool:
+    """Postfix moves on like RFC 5321, and also after a 5xx greeting (``smtp_skip_5xx_greeting``).
+
+    A deferral without connecting is a dead destination: the whole nexthop
+    domain is suspended, so no other MX host is tried.
+    """
+    if failure.kind is FailureKind.PERMFAIL and failure.stage is Stage.GREETING:
+        return True
+    return default_next_mx(failure)
+
+
 def _timeouts(p: PostfixParams) -> Timeouts:
     return Timeouts(
         connect=p.smtp_connect_timeout,
@@ -205,9 +216,11 @@ def _timeouts(p: PostfixParams) -> Timeouts:
 
 def build_postfix(params: PostfixParams) -> PresetPolicy:
     """The ``postfix`` preset (Postfix ≥ 2.4 defaults)."""
-    return PresetPolicy("postfix", SOURCE, params, PostfixState, _timeouts(params))
+    return PresetPolicy("postfix", SOURCE, params, PostfixState, _timeouts(params), mx_rule=postfix_next_mx)
 
 
 def build_postfix_legacy(params: PostfixLegacyParams) -> PresetPolicy:
     """The ``postfix-legacy`` preset (Postfix ≤ 2.3 defaults)."""
-    return PresetPolicy("postfix-legacy", LEGACY_SOURCE, params, PostfixState, _timeouts(params))
+    return PresetPolicy(
+        "postfix-legacy", LEGACY_SOURCE, params, PostfixState, _timeouts(params), mx_rule=postfix_next_mx
+    )

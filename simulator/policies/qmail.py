@@ -115,6 +115,14 @@ class QmailState:
         self._note_connect(None, host, now)
 
 
+def qmail_next_mx(failure: Failure) -> bool:
+    """qmail-remote moves on only when it could not connect; once connected, never (reference section 4)."""
+    return failure.kind in (FailureKind.REFUSED, FailureKind.TIMEOUT) and failure.stage in (
+        Stage.CONNECT,
+        Stage.GREETING,
+    )
+
+
 def build_qmail(params: QmailParams) -> PresetPolicy:
     """The ``qmail`` preset."""
     timeouts = Timeouts(
@@ -123,4 +131,4 @@ def build_qmail(params: QmailParams) -> PresetPolicy:
         command=params.timeoutremote,
         data_done=params.timeoutremote,
     )
-    return PresetPolicy("qmail", SOURCE, params, QmailState, timeouts)
+    return PresetPolicy("qmail", SOURCE, params, QmailState, timeouts, mx_rule=qmail_next_mx)

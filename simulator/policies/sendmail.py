@@ -28,7 +28,7 @@ from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from ..durations import Duration
-from ._common import Phase, PresetParams, PresetPolicy, bounces_at_once, next_tick, resolve_phase
+from ._common import Phase, PresetParams, PresetPolicy, bounces_at_once, next_tick, per_host_next_mx, resolve_phase
 from .base import Decision, Failure, MessageView, Timeouts
 from .simple import permanent_decision
 
@@ -117,4 +117,6 @@ def build_sendmail(params: SendmailParams) -> PresetPolicy:
         command=params.timeout_mail,
         data_done=params.timeout_datafinal,
     )
-    return PresetPolicy("sendmail", SOURCE, params, SendmailState, timeouts)
+    return PresetPolicy(
+        "sendmail", SOURCE, params, SendmailState, timeouts, mx_rule=per_host_next_mx, shares_host_failure=True
+    )

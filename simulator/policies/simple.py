@@ -10,10 +10,36 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from functools import cached_property
 
+from ..durations import format_duration
+from ._common import default_next_mx
 from .base import Decision, Failure, MessageView, PolicyState, Timeouts
+from .simulate import gives_up_after
 
 __all__ = ["Schedule", "Exponential", "permanent_decision", "expired_decision"]
+
+_TIMEOUT_KEYS = (
+    ("connect_timeout", "connect"),
+    ("greeting_timeout", "greeting"),
+    ("command_timeout", "command"),
+    ("data_done_timeout", "data_done"),
+)
+
+
+def _common_settings(
+    lifetime: float, warn_after: float | None, timeouts: Timeouts, extra: dict[str, str] | None = None
+) -> str:
+    """``lifetime=30h`` then the other settings that differ from their defaults, sorted by key."""
+    extra = dict(extra or {})
+    if warn_after is not None:
+        extra["warn_after"] = format_duration(warn_after)
+    default = Timeouts()
+    for key, attr in _TIMEOUT_KEYS:
+        value: float = getattr(timeouts, attr)
+        if value != getattr(default, attr):
+            extra[key] = format_duration(value)
+    return ",".join([f"lifetime={format_duration(lifetime)}"] + [f"{k}={extra[k]}" for k in sorted(extra)])
 
 
 def permanent_decision(failure: Failure) -> Decision:
@@ -90,6 +116,28 @@ class Schedule:
             index = len(self.intervals) - 1
         return now + self.intervals[max(index, 0)]
 
+    @cached_property
+    def label(self) -> str:
+        """``retry(5m,15m,1h;lifetime=30h)``, plus any other setting that is not the default."""
+        gaps = ",".join(format_duration(gap) for gap in self.intervals)
+        extra = {} if self.repeat_last else {"repeat_last": "false"}
+        rest = _common_settings(self.lifetime, self.warn_after, self.timeouts, extra)
+        return f"retry({gaps};{rest})"
+
+    @property
+    def shares_host_failure(self) -> bool:
+        """Per-message state: no host status is shared."""
+        return False
+
+    @cached_property
+    def gives_up_after(self) -> float | None:
+        """Seconds after arrival at which a message whose every attempt fails bounces (None: not in 30 days)."""
+        return gives_up_after(self)
+
+    def next_mx_allowed(self, failure: Failure) -> bool:
+        """RFC 5321 section 5.1: the next MX host after a connection failure, a 4xx or a lost connection."""
+        return not failure.expiry and default_next_mx(failure)
+
     def offsets(self) -> list[float]:
         """Attempt offsets from arrival for a message whose every attempt fails."""
         out, t, n = [0.0], 0.0, 1
@@ -127,6 +175,27 @@ class Exponential:
             raise ValueError("factor must be at least 1")
         if self.cap < self.initial:
             raise ValueError("cap must be at least initial")
+
+    @cached_property
+    def label(self) -> str:
+        """``exponential(initial=5m,factor=2,cap=4h;lifetime=3d)``, plus any other non-default setting."""
+        rest = _common_settings(self.lifetime, self.warn_after, self.timeouts)
+        head = f"initial={format_duration(self.initial)},factor={self.factor:g},cap={format_duration(self.cap)}"
+        return f"exponential({head};{rest})"
+
+    @property
+    def shares_host_failure(self) -> bool:
+        """Per-message state: no host status is shared."""
+        return False
+
+    @cached_property
+    def gives_up_after(self) -> float | None:
+        """Seconds after arrival at which a message whose every attempt fails bounces (None: not in 30 days)."""
+        return gives_up_after(self)
+
+    def next_mx_allowed(self, failure: Failure) -> bool:
+        """RFC 5321 section 5.1: the next MX host after a connection failure, a 4xx or a lost connection."""
+        return not failure.expiry and default_next_mx(failure)
 
     def next_attempt(self, msg: MessageView, now: float) -> float:
         """The time of the next attempt after failure number ``msg.attempts``."""

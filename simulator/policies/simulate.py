@@ -17,7 +17,10 @@ from itertools import pairwise
 
 from .base import Failure, FailureKind, MessageView, RetryPolicy, Stage
 
-__all__ = ["Outcome", "all_attempts_fail", "default_failure"]
+__all__ = ["Outcome", "all_attempts_fail", "default_failure", "gives_up_after", "GIVE_UP_HORIZON_HOURS"]
+
+GIVE_UP_HORIZON_HOURS = 30 * 24
+"""How far ``gives_up_after`` follows a message (30 days)."""
 
 
 @dataclass(frozen=True)
@@ -151,3 +154,12 @@ def all_attempts_fail(
         failure=fail.describe(),
         attempt_cost=attempt_cost,
     )
+
+
+def gives_up_after(policy: RetryPolicy) -> float | None:
+    """Seconds after arrival at which *policy* bounces a message whose every attempt is refused.
+
+    ``None`` when it does not give up within ``GIVE_UP_HORIZON_HOURS``. The
+    policies cache this per policy object (``RetryPolicy.gives_up_after``).
+    """
+    return all_attempts_fail(policy, hours=GIVE_UP_HORIZON_HOURS).bounce_at
