@@ -18,15 +18,15 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .api import run_scenario
+from .analysis import Analysis
+from .api import Run, run_scenario
 from .errors import OutageError, Problem, RunError, ScenarioError
 from .golden import comparable, differences, load_golden, write_golden
 from .junit import write_junit
-from .ledger import STATES
 from .loader import load_scenario
 from .regression import check_scenario
-from .results import RunResult
-from .thresholds import evaluate, format_outcomes
+from .schema.states import STATES
+from .thresholds import format_outcomes
 
 __all__ = ["app", "main", "exit_code", "EXIT_OK", "EXIT_RUN_ERROR", "EXIT_BAD_INPUT", "EXIT_THRESHOLD"]
 
@@ -38,11 +38,37 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
-out = Console()
-if not out.is_terminal:
-    out = Console(width=120)  # tables in a log or a pipe: wide enough not to fold
-err = Console(stderr=True)
+
+
+def _console(stderr: bool = False) -> Console:
+    """A console for stdout or stderr; in a pipe or a file, lines are never folded."""
+    console = Console(stderr=stderr)
+    if not console.is_terminal:
+        console = Console(stderr=stderr, width=4096, soft_wrap=True)
+    return console
+
+
+out = _console()
+err = _console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        out.print(f"smtp-outage {version('smtp-outage')}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """Replay SMTP outages: simulated sending MTAs retry against real SMTP servers on loopback."""
 
 from .policies_cli import policies_app  # noqa: E402  (a sub-app; mounted below)
 
@@ -83,25 +109,25 @@ def _state_table(title: str, first: str, rows: list[tuple[str, dict[str, int]]])
     return table
 
 
-def render(result: RunResult, console: Console) -> None:
-    """Print the run's tables: overall, by submission window, by sender group."""
-    s = result.scenario
+def render(run: Run, console: Console) -> None:
+    """Print the run's tables: overall, by submission window, by sender group, delays, recoveries."""
+    a = run.analysis
+    s = run.scenario
+    where = "on the wire" if run.transport == "wire" else "SMTP sessions, in memory"
     console.print(
-        f"[bold]{s.name}[/bold] seed {result.seed}: {result.messages} messages, {result.attempts} attempts "
-        f"({result.connections} on the wire), {result.clock.iso(0)} to {result.clock.iso(result.clock.end)}, "
-        f"{result.wall_seconds:.1f}s"
+        f"[bold]{s.name}[/bold] seed {run.seed}: {a.messages} messages, {a.attempts} attempts "
+        f"({a.connections} {where}), {run.clock.iso(0)} to {run.clock.iso(run.clock.end)}, "
+        f"{run.wall_seconds:.1f}s"
     )
-    console.print(_state_table("What happened to the mail", "", [("all mail", dict(result.counts))]))
+    console.print(_state_table("What happened to the mail", "", [("all mail", a.counts)]))
+    console.print(_state_table("By submission time", "sent or received", [(w.label, w.counts) for w in a.windows]))
     console.print(
         _state_table(
-            "By submission time",
-            "sent or received",
-            [(w.label, w.counts) for w in result.windows],
+            "By sender", "sender group (policy)", [(f"{g} ({a.policy_of(g)})", c) for g, c in a.by_group.items()]
         )
     )
-    console.print(_state_table("By sender", "sender group (policy)", [(f"{g}", c) for g, c in result.by_policy().items()]))
-    _delay_and_recovery_tables(result, console)
-    stranded = result.counts["stranded"]
+    _delay_and_recovery_tables(a, console)
+    stranded = a.counts["stranded"]
     if stranded:
         console.print(
             f"{stranded} message(s) were accepted with a 250 and exist only on a failed disk: "
@@ -109,29 +135,47 @@ def render(result: RunResult, console: Console) -> None:
         )
 
 
-def _delay_and_recovery_tables(result: RunResult, console: Console) -> None:
+def _delay_and_recovery_tables(a: Analysis, console: Console) -> None:
     from .durations import format_duration
 
     def d(seconds: float | None) -> str:
         return "not drained" if seconds is None else format_duration(60 * round(seconds / 60))
 
-    delays = result.delivery_delays()
-    if delays:
+    if a.delays:
         table = Table(title="Delivery delay (submission to first 250)", title_justify="left")
         for column in ("sender group", "delivered", "p50", "p95", "max"):
             table.add_column(column, justify="left" if column == "sender group" else "right")
-        for group, v in delays.items():
+        for group, v in a.delays.items():
             table.add_row(group, str(v["count"]), d(v["p50"]), d(v["p95"]), d(v["max"]))
         console.print(table)
-    recoveries = result.recoveries()
-    if recoveries:
+    if a.recoveries:
         table = Table(title="Recovery storms", title_justify="left")
-        for column in ("server", "back at", "backlog", "peak/min", "first hour", "90% drained", "all drained", "turned away"):
+        columns = (
+            "server",
+            "back at",
+            "backlog",
+            "in senders' queues",
+            "on backup MX",
+            "peak/min",
+            "first hour",
+            "90% drained",
+            "all drained",
+            "turned away",
+        )
+        for column in columns:
             table.add_column(column, justify="left" if column in ("server", "back at") else "right")
-        for r in recoveries:
+        for r in a.recoveries:
             table.add_row(
-                r["server"], r["at"].replace("T", " ")[:16], str(r["backlog"]), str(r["peak_attempts_per_minute"]),
-                str(r["attempts_first_hour"]), d(r["drained_90_seconds"]), d(r["drained_seconds"]), str(r["turned_away_421"]),
+                r["server"],
+                r["at"].replace("T", " ")[:16],
+                str(r["backlog"]),
+                str(r["backlog_senders"]),
+                str(r["backlog_relays"]),
+                str(r["peak_attempts_per_minute"]),
+                str(r["attempts_first_hour"]),
+                d(r["drained_90_seconds"]),
+                d(r["drained_seconds"]),
+                str(r["turned_away_421"]),
             )
         console.print(table)
 
@@ -192,7 +236,7 @@ def run(
         render(result, out)
     err.print(f"results: {target}/messages.csv, summary.json, events.jsonl, timeline.json", highlight=False, soft_wrap=True)
     tables = err if as_json else out
-    outcomes = evaluate(result)
+    outcomes = result.thresholds()
     _print_lines(tables, format_outcomes(outcomes), heading="Thresholds" if outcomes else None)
     mismatch = False
     if golden is not None and update_golden:

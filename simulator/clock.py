@@ -8,17 +8,29 @@ clock (with the UTC offset when a zone is set).
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from .scenario import Clock
+__all__ = ["SimClock", "ClockSpec"]
 
-__all__ = ["SimClock"]
+
+class ClockSpec(Protocol):
+    """What a clock is made from: a scenario's ``clock:`` entry (``simulator.scenario.Clock``)."""
+
+    @property
+    def start(self) -> datetime: ...
+
+    @property
+    def end(self) -> datetime: ...
+
+    @property
+    def timezone(self) -> str | None: ...
 
 
 class SimClock:
     """Converts between scenario timestamps and simulated seconds."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: ClockSpec) -> None:
         self.zone = ZoneInfo(clock.timezone) if clock.timezone else None
         self._start = self._aware(clock.start)
         self.end = self.seconds(clock.end)

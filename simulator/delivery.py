@@ -2,43 +2,45 @@
 
 A ``Job`` is one message in one MTA's queue: an original sender's, or a
 backup MX relaying a message it accepted. ``deliver()`` asks the MTA's
-retry policy when to try, walks the domain's MX hosts in order (falling back
-as the MTA does), runs each attempt through the bridge and charges the
-simulated time the attempt took.
+retry policy when to try, walks the MX hosts the router gives (falling back
+as the MTA does), runs each attempt through the submit function and charges
+the simulated time the attempt took.
+
+A delivery process knows only its collaborators (``Couriers``): the SimPy
+environment, a router, a submit function, an event sink, the ledger keeper
+that records acceptances, bounces and warnings, and the instant's host
+probes. MTA quirks (falling back to the next MX, sharing a host's failure)
+are the policy's own answers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import simpy
 
 from .faults import SessionPlan
 from .ledger import MessageRecord
 from .policies import Decision, Failure, FailureKind, MessageView, PolicyState, RetryPolicy, Stage, Timeouts
-from .receiver import Mode, SessionContext
-from .routing import MX_ADDRESS_LIMIT, Resolver, next_mx_allowed
-from .transport import Attempt, Outcome
-from .wire import LOOPBACK
+from .routing import Resolver
+from .events import (
+    AttemptEvent,
+    CachedEvent,
+    Event,
+    ExpiredEvent,
+    NextMxEvent,
+    RelayQueuedEvent,
+    ReplyEvent,
+    SubmitEvent,
+    SuspendedEvent,
+)
+from .transport import Outcome
 
-if TYPE_CHECKING:
-    from .engine import Replay
-
-__all__ = ["Mta", "Job", "deliver", "STAGE_ORDER", "SHARES_HOST_STATUS"]
+__all__ = ["Mta", "Job", "Couriers", "Keeper", "HostProbes", "deliver", "STAGE_ORDER", "charge"]
 
 STAGE_ORDER = (Stage.GREETING, Stage.EHLO, Stage.MAIL, Stage.RCPT, Stage.DATA, Stage.DOT)
-
-SHARES_HOST_STATUS = frozenset({"exim", "sendmail", "exchange", "exchange-edge"})
-"""MTAs that, within one queue run, do not connect again to a host that just failed.
-
-Exim skips a host whose retry record was just written ("retry time not
-reached"), Sendmail keeps host status for the rest of the queue run, and
-Exchange retries a whole delivery queue with one connection
-(retry-policies.md sections 2, 3 and 5). When several of their messages go
-to one host at the same instant, the first connects and the others share
-its host-level failure without a connection of their own."""
 
 
 @dataclass
@@ -83,6 +85,59 @@ class Job:
             r.attempts, r.connections, r.last_error = self.attempts, self.connections, self.last_error
 
 
+class Keeper(Protocol):
+    """Records what the sender's decisions mean for the ledger and the originator."""
+
+    def accepted(self, job: Job, server: str, outcome: Outcome) -> None:
+        """A 250 to the final dot."""
+
+    def bounce(self, job: Job, decision: Decision) -> None:
+        """The MTA gives up on the job and tells the originator."""
+
+    def warn(self, job: Job, decision: Decision) -> None:
+        """The MTA sends its originator a delay warning."""
+
+
+class HostProbes:
+    """The first connection each MTA opened to each host at the current instant.
+
+    MTAs whose policy shares a host's failure (``RetryPolicy.shares_host_failure``)
+    wait for that connection instead of opening another.
+    """
+
+    def __init__(self, env: simpy.Environment) -> None:
+        self._env = env
+        self._probes: dict[tuple[str, str], simpy.Event] = {}
+        self._at = -1.0
+
+    def find(self, mta: Mta, host: str) -> simpy.Event | None:
+        """The connection *mta* already opened to *host* at this instant, if any."""
+        if self._at != self._env.now:
+            return None
+        return self._probes.get((mta.name, host))
+
+    def remember(self, mta: Mta, host: str, event: simpy.Event) -> None:
+        """Record the first connection of *mta* to *host* at this instant."""
+        if self._at != self._env.now:
+            self._probes.clear()
+            self._at = self._env.now
+        self._probes.setdefault((mta.name, host), event)
+
+
+@dataclass(frozen=True)
+class Couriers:
+    """What a delivery process works with, and nothing more."""
+
+    env: simpy.Environment
+    route: Callable[[Job], tuple[str, ...]]  #: the MX hosts to try now, in order
+    submit: Callable[[Job, str], tuple[simpy.Event, SessionPlan | None]]  #: one attempt on the wire
+    emit: Callable[[Event], None]  #: the event sink
+    stamp: Callable[[], dict[str, Any]]  #: ``t`` and ``time`` of the current instant, for events
+    keeper: Keeper
+    probes: HostProbes
+    unreachable: Callable[[str], bool]  #: whether a host is down as "unreachable" (for the wire's stand-in)
+
+
 def _timeout_for(stage: Stage, t: Timeouts) -> float:
     if stage is Stage.CONNECT:
         return t.connect
@@ -118,69 +173,44 @@ def charge(failure: Failure | None, plan: SessionPlan | None, timeouts: Timeouts
     return spent
 
 
-def _submit(replay: Replay, job: Job, host: str) -> tuple[simpy.Event, SessionPlan | None]:
-    r = job.record
-    server = replay.servers[host]
-    if not job.content:
-        job.content = replay.content(r)
-    mail_from = r.originator  # a relay forwards with the original envelope sender
-    plan = None
-    if server.listening:
-        plan = with_client_timeouts(server.plan(SessionContext(r.message_id, mail_from, r.recipient)), job.mta.policy.timeouts)
-    replay.log("attempt", message=r.message_id, sender=job.mta.name, server=host, attempt=job.attempts)
-    address = replay.wire[host].address if replay.wire else (LOOPBACK, 0)
-    attempt = Attempt(
-        message_id=r.message_id,
-        server=host,
-        address=address,
-        helo=f"{job.mta.name}.example",
-        mail_from=mail_from,
-        rcpt_to=r.recipient,
-        content=job.content,
-        plan=plan,
-    )
-    return replay.bridge.submit(attempt), plan
-
-
-def _as_seen(replay: Replay, failure: Failure | None, host: str) -> Failure:
+def _as_seen(c: Couriers, failure: Failure | None, host: str) -> Failure:
     """Map the wire's stand-ins back to the model's meaning."""
     assert failure is not None
-    if failure.kind is FailureKind.TIMEOUT and failure.stage is Stage.GREETING and replay.servers[host].mode is Mode.UNREACHABLE:
+    if failure.kind is FailureKind.TIMEOUT and failure.stage is Stage.GREETING and c.unreachable(host):
         return Failure(FailureKind.TIMEOUT, Stage.CONNECT, failure.host, None, "connect timed out (host unreachable)")
     return failure
 
 
-def _hosts(replay: Replay, job: Job) -> tuple[str, ...]:
-    hosts = job.mta.resolver.mx(job.domain, replay.env.now)
-    relay = job.mta.relay_for
-    if relay is not None:
-        # RFC 5321 5.1: a relay that is itself an MX discards records of equal or lower preference.
-        hosts = hosts[: hosts.index(relay)] if relay in hosts else hosts
-    return hosts[:MX_ADDRESS_LIMIT]
-
-
-def deliver(replay: Replay, job: Job) -> Generator[simpy.Event, Any, None]:
+def deliver(c: Couriers, job: Job) -> Generator[simpy.Event, Any, None]:
     """The SimPy process of one job, from arrival to acceptance or bounce."""
-    env = replay.env
+    env, emit, stamp = c.env, c.emit, c.stamp
     r, mta = job.record, job.mta
+    policy = mta.policy
     if job.arrival > env.now:
         yield env.timeout(job.arrival - env.now)
-    replay.log("submit" if not job.relayed else "relay_queued", message=r.message_id, sender=mta.name)
+    if job.relayed:
+        emit(RelayQueuedEvent(**stamp(), message=r.message_id, sender=mta.name))
+    else:
+        emit(SubmitEvent(**stamp(), message=r.message_id, sender=mta.name))
     decision = mta.state.on_arrival(job.view(), env.now)
     while True:
         if decision.warn:
-            _warn(replay, job, decision)
+            c.keeper.warn(job, decision)
         if decision.bounce is not None:
-            replay.bounce(job, decision)
+            c.keeper.bounce(job, decision)
             return
         assert decision.retry_at is not None
         if decision.retry_at > env.now:
             yield env.timeout(decision.retry_at - env.now)
-        hosts = _hosts(replay, job)
+        hosts = c.route(job)
         if not hosts:
             job.attempts += 1
             failure = Failure.suspended(mta.relay_for or "", "no more preferred MX host to relay to")
-            replay.log("suspended", message=r.message_id, sender=mta.name, server="", attempt=job.attempts, text=failure.text)
+            emit(
+                SuspendedEvent(
+                    **stamp(), message=r.message_id, sender=mta.name, server="", attempt=job.attempts, text=failure.text
+                )
+            )
             job.last_error = failure.describe()
             job.sync()
             decision = mta.state.after_failure(job.view(), failure, env.now)
@@ -188,51 +218,76 @@ def deliver(replay: Replay, job: Job) -> Generator[simpy.Event, Any, None]:
         for n, host in enumerate(hosts):
             job.attempts += 1
             failure = mta.state.before_connect(job.view(), host, env.now)
-            probe = replay.host_probe(mta, host) if failure is None and mta.policy.name in SHARES_HOST_STATUS else None
+            probe = c.probes.find(mta, host) if failure is None and policy.shares_host_failure else None
             if probe is not None:
                 seen: Outcome = yield probe
                 if seen.failure is not None and seen.failure.is_host_error:
-                    failure = _as_seen(replay, seen.failure, host)
-                    replay.log("cached", message=r.message_id, sender=mta.name, server=host, attempt=job.attempts, kind=failure.kind.value, text=failure.describe()[:120])
+                    failure = _as_seen(c, seen.failure, host)
+                    emit(
+                        CachedEvent(
+                            **stamp(),
+                            message=r.message_id,
+                            sender=mta.name,
+                            server=host,
+                            attempt=job.attempts,
+                            kind=failure.kind.value,
+                            text=failure.describe()[:120],
+                        )
+                    )
             if failure is None:
                 job.connections += 1
                 job.sync()
-                event, plan = _submit(replay, job, host)
-                if mta.policy.name in SHARES_HOST_STATUS:
-                    replay.remember_probe(mta, host, event)
+                emit(AttemptEvent(**stamp(), message=r.message_id, sender=mta.name, server=host, attempt=job.attempts))
+                event, plan = c.submit(job, host)
+                if policy.shares_host_failure:
+                    c.probes.remember(mta, host, event)
                 outcome: Outcome = yield event
                 if outcome.accepted:
-                    charged = charge(None, plan, mta.policy.timeouts)
+                    charged = charge(None, plan, policy.timeouts)
                     if charged:
                         yield env.timeout(charged)
-                    replay.accepted(job, host, outcome)
+                    c.keeper.accepted(job, host, outcome)
                     mta.state.after_success(job.view(), host, env.now)
                     return
-                failure = _as_seen(replay, outcome.failure, host)
-                replay.log("reply", message=r.message_id, server=host, attempt=job.attempts, kind=failure.kind.value, stage=failure.stage.value, code=failure.code, text=failure.text[:120])
-                charged = charge(failure, plan, mta.policy.timeouts)
+                failure = _as_seen(c, outcome.failure, host)
+                emit(
+                    ReplyEvent(
+                        **stamp(),
+                        message=r.message_id,
+                        server=host,
+                        attempt=job.attempts,
+                        kind=failure.kind.value,
+                        stage=failure.stage.value,
+                        code=failure.code,
+                        text=failure.text[:120],
+                        turned_away=plan is not None and plan.turned_away,
+                    )
+                )
+                charged = charge(failure, plan, policy.timeouts)
                 if charged:
                     yield env.timeout(charged)
             elif probe is not None and failure.kind is not FailureKind.SUSPENDED:
                 pass  # shared the first connection's host failure (logged as "cached")
             elif failure.expiry:
                 job.attempts -= 1  # a lifetime wake-up: returned without connecting
-                replay.log("expired", message=r.message_id, server=host, text=failure.text)
+                emit(ExpiredEvent(**stamp(), message=r.message_id, sender=mta.name, server=host, text=failure.text))
             else:
-                replay.log("suspended", message=r.message_id, server=host, attempt=job.attempts, text=failure.text)
+                emit(
+                    SuspendedEvent(
+                        **stamp(),
+                        message=r.message_id,
+                        sender=mta.name,
+                        server=host,
+                        attempt=job.attempts,
+                        text=failure.text,
+                    )
+                )
             job.last_error = failure.describe()
             job.sync()
             decision = mta.state.after_failure(job.view(), failure, env.now)
             last = n == len(hosts) - 1
-            if decision.bounce is not None or failure.expiry or last or not next_mx_allowed(mta.policy.name, failure):
+            if decision.bounce is not None or failure.expiry or last or not policy.next_mx_allowed(failure):
                 break
             if decision.warn:
-                _warn(replay, job, decision)
-            replay.log("next_mx", message=r.message_id, sender=mta.name, after=host, to=hosts[n + 1])
-
-
-def _warn(replay: Replay, job: Job, decision: Decision) -> None:
-    job.warnings += 1
-    job.record.delay_warnings += 1
-    replay.log("warning", message=job.record.message_id, sender=job.mta.name, attempts=job.attempts, last_error=job.last_error)
-    replay.notify(job, decision)
+                c.keeper.warn(job, decision)
+            emit(NextMxEvent(**stamp(), message=r.message_id, sender=mta.name, after=host, to=hosts[n + 1]))

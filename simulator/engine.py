@@ -1,16 +1,17 @@
 """The replay engine: one SimPy environment, real SMTP, a ledger at the end.
 
-``Replay`` builds the runtime entities from a ``Scenario`` (receiving servers
-with their mail stores and DNS records, sending MTAs with their policy state,
-one SimPy process per message, one for the timeline), drives them through
-the time-frozen ``Bridge`` and returns a ``RunResult``.
+``Replay`` is the composition root: it builds the runtime entities from a
+``Scenario`` (receiving servers with their mail stores and DNS records,
+sending MTAs with their policy state, one SimPy process per message, one for
+the timeline), hands each process only the collaborators it needs, drives
+them through the time-frozen ``Bridge`` and returns a ``RunResult``.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from email.utils import format_datetime
 from typing import Any
 
@@ -19,25 +20,155 @@ import simpy
 from . import dsn
 from .bridge import Bridge
 from .clock import SimClock
-from .delivery import Job, Mta, deliver
+from .delivery import Couriers, HostProbes, Job, Mta, deliver, with_client_timeouts
 from .errors import RunError
+from .events import AcceptedEvent, BounceEvent, EventLog, RelayedEvent, ReplyEvent, WarningEvent
+from .faults import SessionPlan
 from .ledger import MessageRecord, finalize
-from .policies import Decision, RetryPolicy, build_policy
-from .policies.simulate import all_attempts_fail
-from .receiver import Mode, ReceivingServer
+from .policies import Decision, build_policy
+from .receiver import Mode, ReceivingServer, SessionContext
 from .results import RunResult
-from .routing import Dns, Resolver
+from .routing import Dns, Resolver, hosts_to_try
 from .scenario import Scenario
 from .store import MailStores
-from .timeline import timeline_process
+from .timeline import Scene, timeline_process
 from .traffic import Arrival, csv_arrivals, poisson_arrivals
-from .transport import MemoryTransport, Outcome, SmtpTransport, Transport
-from .wire import WireServer
+from .transport import Attempt, MemoryTransport, Outcome, SmtpTransport, Transport
+from .wire import LOOPBACK, WireServer
 
 __all__ = ["Replay", "Progress"]
 
 Progress = Callable[[float, float], None]
 """Called with (simulated seconds done, simulated seconds in all)."""
+
+
+class _Keeper:
+    """The ledger keeper: records acceptances, bounces and warnings, and writes the DSNs."""
+
+    def __init__(self, replay: Replay) -> None:
+        self._clock = replay.clock
+        self._stores = replay.stores
+        self._emit = replay.log.emit
+        self._stamp = replay.stamp
+        self._now = lambda: replay.env.now
+        self._content = replay.content
+        self.notifications: list[dsn.Notification] = []
+
+    def accepted(self, job: Job, server: str, outcome: Outcome) -> None:
+        """A 250 to the final dot."""
+        r = job.record
+        stamp = self._stamp()
+        self._emit(
+            ReplyEvent(
+                **stamp,
+                message=r.message_id,
+                server=server,
+                attempt=job.attempts,
+                kind="accepted",
+                stage="dot",
+                code=250,
+                text=outcome.reply[:120],
+            )
+        )
+        if job.relayed:
+            assert job.mta.relay_for is not None
+            self._stores.forwarded(job.mta.relay_for, r.message_id)
+            self._emit(
+                RelayedEvent(
+                    **stamp, message=r.message_id, relay=job.mta.relay_for, server=server, attempts=job.attempts
+                )
+            )
+            return
+        now = self._now()
+        if r.accepted_at is None:
+            r.accepted_at, r.accepted_by = now, server
+        self._emit(
+            AcceptedEvent(
+                **stamp,
+                message=r.message_id,
+                server=server,
+                attempts=job.attempts,
+                delay=round(now - r.submitted_at, 3),
+            )
+        )
+
+    def bounce(self, job: Job, decision: Decision) -> None:
+        """The MTA gives up on the job and tells the originator."""
+        r = job.record
+        if job.relayed:
+            assert job.mta.relay_for is not None
+            self._stores.forwarded(job.mta.relay_for, r.message_id)  # leaves the relay's queue
+        r.bounced_at = self._now()
+        r.bounce_status = decision.status
+        r.bounce_reason = decision.bounce or ""
+        self._emit(
+            BounceEvent(
+                **self._stamp(),
+                message=r.message_id,
+                sender=job.mta.name,
+                originator=r.originator,
+                status=r.bounce_status,
+                reason=r.bounce_reason,
+                attempts=job.attempts,
+                last_error=job.last_error,
+                relay=job.mta.relay_for or "",
+            )
+        )
+        self._notify(job, decision)
+
+    def warn(self, job: Job, decision: Decision) -> None:
+        """A delay warning to the originator."""
+        job.warnings += 1
+        job.record.delay_warnings += 1
+        self._emit(
+            WarningEvent(
+                **self._stamp(),
+                message=job.record.message_id,
+                sender=job.mta.name,
+                attempts=job.attempts,
+                last_error=job.last_error,
+            )
+        )
+        self._notify(job, decision)
+
+    def _notify(self, job: Job, decision: Decision) -> None:
+        """Build the RFC 3464 delay warning or bounce the MTA sends its originator."""
+        r = job.record
+        at = self._clock.datetime_at
+        original = job.content or self._content(r)
+        reporting = f"{job.mta.name}.example"
+        diagnostic = job.last_error or "no attempt was made"
+        arrival, last = at(job.arrival), at(self._now())
+        note: dsn.Notification | None
+        if decision.bounce is not None:
+            note = dsn.bounce(
+                original,
+                status=decision.status or "5.0.0",
+                reason=decision.bounce,
+                originator=r.originator,
+                recipients=r.recipient,
+                reporting_mta=reporting,
+                arrival=arrival,
+                last_attempt=last,
+                diagnostic=diagnostic,
+                envelope_id=r.message_id,
+            )
+        else:
+            gives_up = job.mta.policy.gives_up_after
+            until = job.arrival + (gives_up if gives_up is not None else 30 * 86400.0)
+            note = dsn.delay_warning(
+                original,
+                will_retry_until=at(until),
+                originator=r.originator,
+                recipients=r.recipient,
+                reporting_mta=reporting,
+                arrival=arrival,
+                last_attempt=last,
+                diagnostic=diagnostic,
+                envelope_id=r.message_id,
+            )
+        if note is not None:
+            self.notifications.append(note)
 
 
 class Replay:
@@ -59,7 +190,7 @@ class Replay:
         self.progress = progress
         self.clock = SimClock(scenario.clock)
         self.env = simpy.Environment()
-        self.events: list[dict[str, Any]] = []
+        self.log = EventLog()
         relays = {s.name for s in scenario.servers if s.relay is not None}
         self.stores = MailStores([s.name for s in scenario.servers], relays)
         self.dns = Dns(scenario.servers)
@@ -81,19 +212,24 @@ class Replay:
             if spec.relay is not None:
                 policy = build_policy(spec.relay.policy)
                 rng = random.Random(f"{self.seed}/policy/relay/{spec.name}")
-                self.relay_mtas[spec.name] = Mta(spec.name, spec.name, policy, policy.start(rng), Resolver(self.dns), relay_for=spec.name)
+                self.relay_mtas[spec.name] = Mta(
+                    spec.name, spec.name, policy, policy.start(rng), Resolver(self.dns), relay_for=spec.name
+                )
         self.jobs: list[Job] = []
-        self.notifications: list[dsn.Notification] = []
+        self.keeper = _Keeper(self)
+        self.probes = HostProbes(self.env)
         self._relay_inbox: list[tuple[str, str, float]] = []
-        self._probes: dict[tuple[str, str], simpy.Event] = {}
-        self._probes_at = -1.0
-        self._lifetimes: dict[str, float] = {}
+        self._stamp_at = -1.0
+        self._stamp: dict[str, Any] = {}
 
-    # ------------------------------------------------------------------ records
-    def log(self, event_type: str, /, **fields: Any) -> None:
-        """Append one event to ``events.jsonl`` at the current simulated time."""
-        t = self.env.now
-        self.events.append({"t": round(t, 3), "time": self.clock.iso(t), "type": event_type, **fields})
+    # ------------------------------------------------------------------ collaborators
+    def stamp(self) -> dict[str, Any]:
+        """``t`` and ``time`` of the current instant, for an event (formatted once per instant)."""
+        now = self.env.now
+        if now != self._stamp_at:
+            self._stamp_at = now
+            self._stamp = {"t": round(now, 3), "time": self.clock.iso(now)}
+        return self._stamp
 
     def _on_commit(self, message_id: str, server: str, now: float) -> None:
         record = self.records.get(message_id)
@@ -104,72 +240,47 @@ class Replay:
         if server in self.relay_mtas:
             self._relay_inbox.append((message_id, server, now))
 
-    def accepted(self, job: Job, server: str, outcome: Outcome) -> None:
-        """A 250 to the final dot."""
+    def _route(self, job: Job) -> tuple[str, ...]:
+        return hosts_to_try(job.mta.resolver, job.domain, self.env.now, job.mta.relay_for)
+
+    def _submit(self, job: Job, host: str) -> tuple[simpy.Event, SessionPlan | None]:
         r = job.record
-        self.log("reply", message=r.message_id, server=server, attempt=job.attempts, kind="accepted", stage="dot", code=250, text=outcome.reply[:120])
-        if job.relayed:
-            assert job.mta.relay_for is not None
-            self.stores.forwarded(job.mta.relay_for, r.message_id)
-            self.log("relayed", message=r.message_id, relay=job.mta.relay_for, server=server, attempts=job.attempts)
-            return
-        if r.accepted_at is None:
-            r.accepted_at, r.accepted_by = self.env.now, server
-        self.log("accepted", message=r.message_id, server=server, attempts=job.attempts, delay=round(self.env.now - r.submitted_at, 3))
+        server = self.servers[host]
+        if not job.content:
+            job.content = self.content(r)
+        mail_from = r.originator  # a relay forwards with the original envelope sender
+        plan = None
+        if server.listening:
+            plan = with_client_timeouts(
+                server.plan(SessionContext(r.message_id, mail_from, r.recipient)), job.mta.policy.timeouts
+            )
+        address = self.wire[host].address if self.wire else (LOOPBACK, 0)
+        attempt = Attempt(
+            message_id=r.message_id,
+            server=host,
+            address=address,
+            helo=f"{job.mta.name}.example",
+            mail_from=mail_from,
+            rcpt_to=r.recipient,
+            content=job.content,
+            plan=plan,
+        )
+        return self.bridge.submit(attempt), plan
 
-    def bounce(self, job: Job, decision: Decision) -> None:
-        """The MTA gives up on the job and tells the originator."""
-        r = job.record
-        if job.relayed:
-            assert job.mta.relay_for is not None
-            self.stores.forwarded(job.mta.relay_for, r.message_id)  # leaves the relay's queue
-        r.bounced_at = self.env.now
-        r.bounce_status = decision.status
-        r.bounce_reason = decision.bounce or ""
-        self.log("bounce", message=r.message_id, sender=job.mta.name, originator=r.originator, status=r.bounce_status, reason=r.bounce_reason, attempts=job.attempts, last_error=job.last_error)
-        self.notify(job, decision)
+    def _unreachable(self, host: str) -> bool:
+        return self.servers[host].mode is Mode.UNREACHABLE
 
-    def notify(self, job: Job, decision: Decision) -> None:
-        """Build the RFC 3464 delay warning or bounce the MTA sends its originator."""
-        r = job.record
-        at = self.clock.datetime_at
-        common = {
-            "originator": r.originator,
-            "recipients": r.recipient,
-            "reporting_mta": f"{job.mta.name}.example",
-            "arrival": at(job.arrival),
-            "last_attempt": at(self.env.now),
-            "diagnostic": job.last_error or "no attempt was made",
-            "envelope_id": r.message_id,
-        }
-        original = job.content or self.content(r)
-        if decision.bounce is not None:
-            note = dsn.bounce(original, status=decision.status or "5.0.0", reason=decision.bounce, **common)
-        else:
-            until = job.arrival + self._give_up_after(job.mta.policy)
-            note = dsn.delay_warning(original, will_retry_until=at(until), **common)
-        if note is not None:
-            self.notifications.append(note)
-
-    def _give_up_after(self, policy: RetryPolicy) -> float:
-        """When the policy returns a message whose every attempt fails (for Will-Retry-Until)."""
-        if policy.name not in self._lifetimes:
-            fate = all_attempts_fail(policy, hours=30 * 24)
-            self._lifetimes[policy.name] = fate.bounce_at if fate.bounce_at is not None else 30 * 86400.0
-        return self._lifetimes[policy.name]
-
-    def host_probe(self, mta: Mta, host: str) -> simpy.Event | None:
-        """The connection *mta* already opened to *host* at this instant, if any."""
-        if self._probes_at != self.env.now:
-            return None
-        return self._probes.get((mta.name, host))
-
-    def remember_probe(self, mta: Mta, host: str, event: simpy.Event) -> None:
-        """Record the first connection of *mta* to *host* at this instant."""
-        if self._probes_at != self.env.now:
-            self._probes.clear()
-            self._probes_at = self.env.now
-        self._probes.setdefault((mta.name, host), event)
+    def _couriers(self) -> Couriers:
+        return Couriers(
+            env=self.env,
+            route=self._route,
+            submit=self._submit,
+            emit=self.log.emit,
+            stamp=self.stamp,
+            keeper=self.keeper,
+            probes=self.probes,
+            unreachable=self._unreachable,
+        )
 
     # ------------------------------------------------------------------ setup
     def _build_jobs(self) -> None:
@@ -211,7 +322,7 @@ class Replay:
                 message_id=message_id,
                 sender=mta.name,
                 group=mta.group,
-                policy=mta.policy.name,
+                policy=mta.policy.label,
                 originator=f"{arrival.rcpt_local.replace('user', 'sender')}@{mta.name}.example",
                 recipient=f"{arrival.rcpt_local}@{domain}",
                 submitted_at=at,
@@ -244,14 +355,15 @@ class Replay:
                 ) from error
         if self._relay_inbox:
             inbox, self._relay_inbox = sorted(self._relay_inbox), []
+            couriers = self._couriers()
             for message_id, relay, now in inbox:
                 record = self.records[message_id]
                 job = Job(record, self.relay_mtas[relay], record.recipient.rpartition("@")[2], now)
-                self.env.process(self._guarded(job))
+                self.env.process(self._guarded(couriers, job))
 
-    def _guarded(self, job: Job) -> Any:
+    def _guarded(self, couriers: Couriers, job: Job) -> Generator[simpy.Event, Any, None]:
         try:
-            yield from deliver(self, job)
+            yield from deliver(couriers, job)
         except RunError:
             raise
         except Exception as exc:
@@ -275,9 +387,11 @@ class Replay:
         try:
             for wire in self.wire.values():
                 await wire.start()
-            self.env.process(timeline_process(self))
+            scene = Scene(self.env, self.clock, self.servers, self.stores, self.dns, self.log.emit, self.stamp)
+            self.env.process(timeline_process(scene, self.scenario.timeline))
+            couriers = self._couriers()
             for job in self.jobs:
-                self.env.process(self._guarded(job))
+                self.env.process(self._guarded(couriers, job))
             end = self.clock.end
             report = (lambda now: self.progress(now, end)) if self.progress else None
             await self.bridge.drive(end, self._before_flush, self._after_flush, report)
@@ -286,18 +400,25 @@ class Replay:
                 await wire.stop()
         records = [job.record for job in self.jobs]
         counts = finalize(records, self.stores.holdings(), len(self.jobs))
+        policies: dict[str, tuple[str, float | None]] = {}
+        for job in self.jobs:
+            policies.setdefault(job.mta.group, (job.mta.policy.label, job.mta.policy.gives_up_after))
+        for group in self.scenario.senders:
+            if group.name not in policies:
+                policy = build_policy(group.policy)
+                policies[group.name] = (policy.label, policy.gives_up_after)
         return RunResult(
             scenario=self.scenario,
             seed=self.seed,
             clock=self.clock,
             records=records,
             counts=counts,
-            events=self.events,
+            events=self.log.events,
             wall_seconds=time.perf_counter() - started,
             wire_seconds=self.bridge.wire_seconds,
             batches=self.bridge.batches,
             transport=self.transport_kind,
-            notifications=self.notifications,
-            turned_away={name: s.turned_away for name, s in self.servers.items()},
+            notifications=self.keeper.notifications,
+            policies=policies,
         )
 

@@ -18,11 +18,11 @@ from collections import Counter
 from dataclasses import dataclass
 
 from .errors import ConservationError
+from .schema.states import STATES
 from .store import Holding
 
 __all__ = ["STATES", "MessageRecord", "finalize"]
 
-STATES = ("delivered", "stranded", "lost", "bounced", "queued")
 
 
 @dataclass(slots=True)

@@ -16,7 +16,7 @@ from .api import run_scenario
 from .errors import OutageError
 from .golden import comparable, differences, golden_path, load_golden
 from .loader import load_scenario
-from .thresholds import Outcome, evaluate, format_outcomes
+from .thresholds import Outcome, format_outcomes
 
 __all__ = ["CheckResult", "check_scenario", "declares_checks"]
 
@@ -93,7 +93,7 @@ def check_scenario(path: str | Path, *, transport: str = "wire", seed: int | Non
         expected = load_golden(expected_path) if golden is not None or expected_path.is_file() else None
         result = run_scenario(scenario, seed=seed, transport=transport)
         check.result = result
-        check.outcomes = evaluate(result)
+        check.outcomes = result.thresholds()
         if expected is not None:
             check.golden = expected_path
             check.golden_diff = differences(expected, comparable(result.summary()))

@@ -1,57 +1,46 @@
-"""Where mail for a domain goes: MX records, DNS TTL caching, and MX fallback rules.
+"""Where a sender's mail goes: the published MX records, each sender's DNS cache, and the hosts it tries.
 
-``Dns`` holds the authoritative MX list of each domain (most preferred
-first), changed by the timeline's ``dns`` entries. Each sending MTA has a
-``Resolver`` that caches an answer for its TTL, so a changed MX reaches a
-sender only when its cached answer expires (RFC 5321 section 5.1; equal
-preferences are ordered by server name, deterministically).
+``Dns`` publishes the scenario's MX records (``simulator.schema.mx.MxTable``,
+the same model the analysis reads) and the timeline's ``dns`` changes. Each
+sending MTA has a ``Resolver`` that caches an answer for its TTL, so a
+changed MX reaches a sender only when its cached answer expires (RFC 5321
+section 5.1). ``hosts_to_try`` is the router: the MX hosts one delivery
+attempt walks, in order.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
 
-from .policies import Failure, FailureKind, Stage
 from .scenario import ServerSpec
+from .schema.mx import MxTable
 
-__all__ = ["Dns", "Resolver", "next_mx_allowed", "MX_ADDRESS_LIMIT"]
+__all__ = ["Dns", "Resolver", "hosts_to_try", "MX_ADDRESS_LIMIT"]
 
 MX_ADDRESS_LIMIT = 5
 """MX hosts tried per delivery (Postfix ``smtp_mx_address_limit``, Exim ``hosts_max_try``)."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Record:
-    mx: tuple[str, ...]
-    ttl: float
-
-
 class Dns:
-    """Authoritative MX records for every served domain."""
+    """Authoritative MX records for every served domain, with a TTL per domain."""
 
-    def __init__(self, servers: list[ServerSpec], ttl: float = 3600.0) -> None:
-        by_domain: dict[str, list[ServerSpec]] = {}
-        for spec in servers:
-            for domain in spec.domains:
-                by_domain.setdefault(domain.lower(), []).append(spec)
-        self._records = {
-            domain: _Record(tuple(s.name for s in sorted(specs, key=lambda s: (s.preference, s.name))), ttl)
-            for domain, specs in by_domain.items()
-        }
+    def __init__(self, servers: Iterable[ServerSpec], ttl: float = 3600.0) -> None:
+        self.table = MxTable(MxTable.hosts_of(servers))
+        self._ttl = dict.fromkeys(self.table.domains, ttl)
 
     def set(self, domain: str, mx: list[str], ttl: float) -> None:
         """Publish new MX records for *domain*."""
-        self._records[domain.lower()] = _Record(tuple(mx), ttl)
+        self.table.set(domain, mx)
+        self._ttl[domain.lower()] = ttl
 
     def lookup(self, domain: str) -> tuple[tuple[str, ...], float]:
         """The current MX list and its TTL."""
-        record = self._records[domain.lower()]
-        return record.mx, record.ttl
+        return self.table.mx(domain), self._ttl[domain.lower()]
 
     @property
     def domains(self) -> list[str]:
         """Served domains, sorted."""
-        return sorted(self._records)
+        return self.table.domains
 
 
 class Resolver:
@@ -71,20 +60,13 @@ class Resolver:
         return hosts
 
 
-def next_mx_allowed(policy_name: str, failure: Failure) -> bool:
-    """Whether the sending MTA tries the next MX host after *failure* (retry-policies.md section 8).
+def hosts_to_try(resolver: Resolver, domain: str, now: float, relay_for: str | None = None) -> tuple[str, ...]:
+    """The MX hosts a delivery attempt walks, most preferred first, at most ``MX_ADDRESS_LIMIT``.
 
-    Connection failures move on everywhere. qmail never falls back once
-    connected. Postfix and Exim (and the default) also move on after a 4xx
-    greeting, a 4xx to MAIL/RCPT/DATA/dot, or a connection lost before the
-    dot. A 5xx never moves on (Postfix rewrites a 5xx greeting to 4xx).
+    A backup MX (*relay_for*) discards its own record and those of equal or
+    lower preference (RFC 5321 section 5.1).
     """
-    if failure.kind in (FailureKind.REFUSED, FailureKind.TIMEOUT) and failure.stage in (Stage.CONNECT, Stage.GREETING):
-        return True
-    if policy_name.startswith("qmail"):
-        return False
-    if failure.kind is FailureKind.PERMFAIL:
-        return policy_name.startswith("postfix") and failure.stage is Stage.GREETING
-    if failure.kind is FailureKind.DROPPED:
-        return failure.stage is not Stage.DOT
-    return failure.kind in (FailureKind.TEMPFAIL, FailureKind.TIMEOUT)
+    hosts = resolver.mx(domain, now)
+    if relay_for is not None:
+        hosts = hosts[: hosts.index(relay_for)] if relay_for in hosts else hosts
+    return hosts[:MX_ADDRESS_LIMIT]

@@ -23,7 +23,7 @@ from pydantic_core import PydanticCustomError
 from .durations import Duration
 from .faults import FaultSpec
 from .policies import PolicySpec
-from .thresholds import ThresholdList, threshold_problems
+from .schema.thresholds import ThresholdList, threshold_problems
 
 __all__ = [
     "Scenario",
@@ -57,9 +57,9 @@ def _timestamp(value: Any) -> Any:
             return datetime.fromisoformat(value.strip())
         except ValueError:
             raise PydanticCustomError(
-                "timestamp", "expected a timestamp such as 2011-10-26 10:38, got {value!r}", {"value": value}
+                "timestamp", "expected a timestamp such as 2011-10-26 10:38, got {value}", {"value": repr(value)}
             ) from None
-    raise PydanticCustomError("timestamp", "expected a timestamp such as 2011-10-26 10:38, got {value!r}", {"value": value})
+    raise PydanticCustomError("timestamp", "expected a timestamp such as 2011-10-26 10:38, got {value}", {"value": repr(value)})
 
 
 Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
@@ -68,7 +68,7 @@ Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
 def _name(value: Any) -> Any:
     if not isinstance(value, str) or not _NAME.match(value):
         raise PydanticCustomError(
-            "name", "names use lowercase letters, digits, '.', '_' and '-', got {value!r}", {"value": value}
+            "name", "names use lowercase letters, digits, '.', '_' and '-', got {value}", {"value": repr(value)}
         )
     return value
 
@@ -79,7 +79,7 @@ Name = Annotated[str, BeforeValidator(_name)]
 def _rate(value: Any) -> Any:
     """Messages per hour from ``12``, ``"12/h"``, ``"300/d"`` or ``"1/m"``."""
     if isinstance(value, bool):
-        raise PydanticCustomError("rate", "expected a rate such as 12/h or 300/d")
+        raise PydanticCustomError("rate", "expected a rate such as 12/h or 300/d, got {value}", {"value": repr(value)})
     if isinstance(value, (int, float)):
         return float(value)
     if isinstance(value, str):
@@ -87,7 +87,7 @@ def _rate(value: Any) -> Any:
         if match:
             per = {"s": 1 / 3600, "m": 1 / 60, "h": 1.0, "d": 24.0}[match.group(2)]
             return float(match.group(1)) / per
-    raise PydanticCustomError("rate", "expected a rate such as 12/h or 300/d, got {value!r}", {"value": value})
+    raise PydanticCustomError("rate", "expected a rate such as 12/h or 300/d, got {value}", {"value": repr(value)})
 
 
 class _Model(BaseModel):
@@ -109,7 +109,9 @@ class Clock(_Model):
                 ZoneInfo(value)
             except (ZoneInfoNotFoundError, ValueError):
                 raise PydanticCustomError(
-                    "timezone", "unknown time zone {value!r}; use an IANA name such as America/New_York", {"value": value}
+                    "timezone",
+                    "unknown time zone {value}; use an IANA name such as America/New_York",
+                    {"value": repr(value)},
                 ) from None
         return value
 
@@ -336,6 +338,38 @@ class Scenario(_Model):
         return self._source
 
 
+def _traffic_window(clock: Clock, t: TrafficSpec, loc: tuple[Any, ...]) -> list[tuple[tuple[Any, ...], str]]:
+    """A group's traffic must fall inside the clock: a group that sends nothing is a mistake, not a result."""
+    errors: list[tuple[tuple[Any, ...], str]] = []
+    if t.rate is None:
+        for key in ("start", "until", "profile"):
+            if key in t.model_fields_set:
+                source = "csv" if t.csv is not None else "at"
+                errors.append(((*loc, key), f"{key} only shapes rate traffic; {source} lists its own times, so remove {key}"))
+        return errors
+    nothing = False
+    if t.until is not None and t.until <= clock.start:
+        nothing = True
+        errors.append(((*loc, "until"), f"the traffic ends ({t.until}) before the clock starts ({clock.start}), so this group "
+                       f"sends nothing; set until after {clock.start} or remove it"))
+    if t.start is not None and t.start >= clock.end:
+        nothing = True
+        errors.append(((*loc, "start"), f"the traffic starts ({t.start}) after the clock ends ({clock.end}), so this group "
+                       f"sends nothing; set start before {clock.end} or remove it"))
+    if nothing:
+        return errors
+    if t.start is not None and t.until is not None and t.until <= t.start:
+        errors.append(((*loc, "until"), f"the traffic ends ({t.until}) before it starts ({t.start}); until must be after start"))
+        return errors
+    if t.start is not None and t.start < clock.start:
+        errors.append(((*loc, "start"), f"{t.start} is before the clock starts ({clock.start}); set start to {clock.start} "
+                       "or later, or remove it to send from the start"))
+    if t.until is not None and t.until > clock.end:
+        errors.append(((*loc, "until"), f"{t.until} is after the clock's end ({clock.end}); set until to {clock.end} "
+                       "or earlier, or remove it to send until the end"))
+    return errors
+
+
 def check_semantics(s: Scenario) -> list[tuple[tuple[Any, ...], str]]:
     """Cross-field rules; returns ``(location, message)`` pairs (empty when all is well)."""
     errors: list[tuple[tuple[Any, ...], str]] = []
@@ -356,7 +390,8 @@ def check_semantics(s: Scenario) -> list[tuple[tuple[Any, ...], str]]:
                 errors.append((("servers", i, "relay"), f"{server.name} relays to more preferred MX hosts of its domains, "
                                f"but none has a lower preference than {server.preference}; add one or raise this preference"))
     # Per-server disk state, to reject impossible timelines up front.
-    disk_ok = {name: True for name in names}
+    disk_ok = {name: True for name in names}  # the server has a working disk
+    failed_disk = {name: False for name in names}  # a failed disk waits to be recovered or given up
     good_backups: dict[str, list[datetime]] = {name: [] for name in names}
     previous: datetime | None = None
     for i, ev in enumerate(s.timeline):
@@ -383,9 +418,11 @@ def check_semantics(s: Scenario) -> list[tuple[tuple[Any, ...], str]]:
             errors.append((("timeline", i, "until"), f"{until} is after the clock's end ({s.clock.end})"))
         if isinstance(ev, CrashEvent):
             disk_ok[name] = False
+            failed_disk[name] = True
         elif isinstance(ev, (RecoverDiskEvent, DiskLostEvent)):
-            if disk_ok[name] and isinstance(ev, DiskLostEvent):
+            if not failed_disk[name] and isinstance(ev, DiskLostEvent):
                 errors.append((("timeline", i, "event"), f"{name} has no failed disk to lose at {ev.at}; add a crash before it"))
+            failed_disk[name] = False
             if isinstance(ev, RecoverDiskEvent):
                 disk_ok[name] = True
         elif isinstance(ev, RestoreEvent):
@@ -419,8 +456,7 @@ def check_semantics(s: Scenario) -> list[tuple[tuple[Any, ...], str]]:
         for j, when in enumerate(t.at or []):
             if not (s.clock.start <= when <= s.clock.end):
                 errors.append((("senders", i, "traffic", "at", j), f"{when} is outside the clock ({s.clock.start} to {s.clock.end})"))
-        if t.start and t.until and t.until <= t.start:
-            errors.append((("senders", i, "traffic", "until"), "until must be after start"))
+        errors.extend(_traffic_window(s.clock, t, ("senders", i, "traffic")))
     for i, w in enumerate(s.windows):
         lo = s.clock.start if w.start == "start" else w.start
         hi = s.clock.end if w.end == "end" else w.end

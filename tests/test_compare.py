@@ -27,7 +27,7 @@ def test_atnex_mitigations_save_stranded_and_bounced_mail():
     assert result.worse == 0
     # The backup MX really took mail during the outages and relayed it on.
     assert any(r.accepted_by == "backup-mx" for r in mitigated.records)
-    assert any(e["type"] == "relayed" for e in mitigated.events)
+    assert any(e.type == "relayed" for e in mitigated.events)
 
 
 SMALL = """\

@@ -31,9 +31,9 @@ async def run(timeline: list[dict], senders: list[dict] | None = None, **kw):
 
 def replies(result, message_id: str | None = None) -> list[tuple]:
     return [
-        (e["kind"], e["stage"], e["code"])
+        (e.kind, e.stage, e.code)
         for e in result.events
-        if e["type"] == "reply" and (message_id is None or e["message"] == message_id)
+        if e.type == "reply" and (message_id is None or e.message == message_id)
     ]
 
 
@@ -99,7 +99,7 @@ async def test_slow_server_charges_latency_and_turns_into_a_timeout_beyond_the_s
     stuck = await run([fault({"kind": "slow", "latency": "10m", "stage": "greeting"}, until="2011-10-26 01:30")], [sender("s", policy, at=[T0])])
     (r,) = stuck.records
     assert replies(stuck)[0] == ("timeout", "greeting", None)
-    attempts = [e["time"][11:16] for e in stuck.events if e["type"] == "attempt"]
+    attempts = [e.time[11:16] for e in stuck.events if e.type == "attempt"]
     assert attempts[:2] == ["01:00", "01:15"]  # a 5 minute greeting timeout, then the 10 minute retry
 
 
@@ -119,10 +119,10 @@ async def test_greylisting_defers_the_first_attempt_only():
 async def test_capacity_turns_away_sessions_beyond_the_limit():
     senders = [sender("s", EVERY_10M, at=[T0] * 5)]
     result = await run([fault({"kind": "capacity", "sessions": 2, "session_time": "1m"}, until=None)], senders)
-    first_round = [e for e in result.events if e["type"] == "reply" and e["time"].endswith("01:00:00")]
-    assert sorted((e["kind"], e["code"]) for e in first_round) == [("accepted", 250)] * 2 + [("tempfail", 421)] * 3
+    first_round = [e for e in result.events if e.type == "reply" and e.time.endswith("01:00:00")]
+    assert sorted((e.kind, e.code) for e in first_round) == [("accepted", 250)] * 2 + [("tempfail", 421)] * 3
     # At the 01:10 retry the limit holds again: two of the three get in.
-    assert result.turned_away == {"mx": 4}
+    assert result.analysis.turned_away == {"mx": 4}
     assert all(r.final_state == "delivered" for r in result.records)
 
 
@@ -144,7 +144,7 @@ async def test_next_mx_in_the_same_attempt():
     (r,) = result.records
     assert replies(result) == [("refused", "connect", None), ("accepted", "dot", 250)]
     assert r.accepted_by == "mx2" and hhmm(result, r.accepted_at) == "01:00"
-    assert any(e["type"] == "next_mx" for e in result.events)
+    assert any(e.type == "next_mx" for e in result.events)
 
 
 async def test_qmail_does_not_fall_back_once_connected_but_postfix_does():
@@ -165,7 +165,7 @@ async def test_backup_mx_queues_and_relays_when_the_primary_returns():
     (r,) = back.records
     assert r.accepted_by == "backup" and hhmm(back, r.accepted_at) == "01:00"
     assert r.final_state == "delivered" and hhmm(back, r.final_at) == "03:00"
-    assert [e["server"] for e in back.events if e["type"] == "relayed"] == ["mx1"]
+    assert [e.server for e in back.events if e.type == "relayed"] == ["mx1"]
     never = await run([], servers=servers)
     assert never.records[0].final_state == "queued"  # still in the backup MX's queue
 
@@ -196,9 +196,9 @@ async def test_scheduled_backups_bound_what_a_crash_strands():
     early, late = result.records
     assert early.final_state == "delivered"  # in the 02:00 backup
     assert late.final_state == "stranded"  # accepted after the last backup before the crash
-    before_crash = [e["time"][11:16] for e in result.events if e["type"] == "backup" and e["ok"] and e["t"] < 2.5 * 3600]
+    before_crash = [e.time[11:16] for e in result.events if e.type == "backup" and e.ok and e.t < 2.5 * 3600]
     assert before_crash == ["00:00", "01:00", "02:00"]
-    assert any(e["type"] == "backup" and not e["ok"] and e.get("reason") == "no working disk" for e in result.events)
+    assert any(e.type == "backup" and not e.ok and getattr(e, "reason", None) == "no working disk" for e in result.events)
 
 
 async def test_restore_onto_a_new_server_with_a_dns_change():

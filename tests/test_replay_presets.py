@@ -57,13 +57,13 @@ async def test_exim_host_retry_state_is_shared_so_later_messages_wait_for_the_ho
     assert shared.connections < separate.connections
     # Messages that arrive while the host is in retry wait are not tried on arrival.
     tries = ("attempt", "cached", "suspended")
-    first_tries = [next(e for e in shared.events if e["type"] in tries and e["message"] == r.message_id) for r in shared.records]
-    assert [e["t"] > r.submitted_at for e, r in zip(first_tries, shared.records)][1:] == [True] * 4
+    first_tries = [next(e for e in shared.events if e.type in tries and e.message == r.message_id) for r in shared.records]
+    assert [e.t > r.submitted_at for e, r in zip(first_tries, shared.records)][1:] == [True] * 4
     # The cutoff counts from the host's first failure, not the message's arrival: all bounce together.
     assert len({r.bounced_at for r in shared.records}) == 1
     assert len({r.bounced_at for r in separate.records}) > 1  # each host record has its own cutoff
     # In one queue run, messages after the first do not connect to the host that just failed.
-    assert any(e["type"] == "cached" for e in shared.events)
+    assert any(e.type == "cached" for e in shared.events)
     assert shared.connections < shared.attempts
 
 
@@ -78,9 +78,9 @@ async def test_postfix_dead_destination_defers_without_connecting():
     late = result.records[-1]
     # Six simultaneous refusals mark the destination dead: the message queued a
     # minute later is deferred without a connection ("delivery temporarily suspended").
-    first = next(e for e in result.events if e["message"] == late.message_id and e["type"] in ("suspended", "reply"))
-    assert first["type"] == "suspended" and "suspended" in first["text"]
-    suspended = sum(1 for e in result.events if e["type"] == "suspended")
+    first = next(e for e in result.events if e.message == late.message_id and e.type in ("suspended", "reply"))
+    assert first.type == "suspended" and "suspended" in first.text
+    suspended = sum(1 for e in result.events if e.type == "suspended")
     assert result.connections == result.attempts - suspended < separate.connections
     # Seven MTAs with one message each never hold anything.
     assert separate.connections == separate.attempts

@@ -15,11 +15,11 @@ HOURLY_FOR_A_DAY = {"retry": "1h", "lifetime": "1d"}
 
 
 def attempts_of(result, message_id: str) -> list[dict]:
-    return [e for e in result.events if e["type"] == "attempt" and e["message"] == message_id]
+    return [e for e in result.events if e.type == "attempt" and e.message == message_id]
 
 
 def replies_of(result, message_id: str) -> list[dict]:
-    return [e for e in result.events if e["type"] == "reply" and e["message"] == message_id]
+    return [e for e in result.events if e.type == "reply" and e.message == message_id]
 
 
 async def test_refused_connection_defers_then_delivers_when_server_is_back():
@@ -30,8 +30,8 @@ async def test_refused_connection_defers_then_delivers_when_server_is_back():
     )
     result = await run_scenario_async(scenario)
     (record,) = result.records
-    assert [r["kind"] for r in replies_of(result, record.message_id)] == ["refused", "refused", "accepted"]
-    assert [a["time"] for a in attempts_of(result, record.message_id)] == [
+    assert [r.kind for r in replies_of(result, record.message_id)] == ["refused", "refused", "accepted"]
+    assert [a.time for a in attempts_of(result, record.message_id)] == [
         "2011-10-26T01:00:00",
         "2011-10-26T01:30:00",
         "2011-10-26T02:00:00",
@@ -115,9 +115,9 @@ async def test_blackhole_and_unreachable_charge_the_senders_timeouts_in_simulate
         result = await run_scenario_async(scenario)
         (record,) = result.records
         replies = replies_of(result, record.message_id)
-        assert replies[0]["kind"] == "timeout"
-        assert replies[0]["stage"] == ("greeting" if mode == "blackhole" else "connect")
-        times = [a["time"][11:] for a in attempts_of(result, record.message_id)]
+        assert replies[0].kind == "timeout"
+        assert replies[0].stage == ("greeting" if mode == "blackhole" else "connect")
+        times = [a.time[11:] for a in attempts_of(result, record.message_id)]
         assert times[:2] == ["01:00:00", first_retry], mode
         assert record.final_state == "delivered"
 
@@ -131,7 +131,7 @@ async def test_tempfail_greeting_is_a_421_and_defers():
     result = await run_scenario_async(scenario)
     (record,) = result.records
     first = replies_of(result, record.message_id)[0]
-    assert (first["kind"], first["stage"], first["code"]) == ("tempfail", "greeting", 421)
+    assert (first.kind, first.stage, first.code) == ("tempfail", "greeting", 421)
     assert record.final_state == "delivered" and record.attempts == 2
 
 

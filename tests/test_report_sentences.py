@@ -6,20 +6,34 @@ from datetime import datetime
 from pathlib import Path
 
 from simulator import MessageRecord
+from simulator.analysis import Analysis, RunFacts, ServerFacts
+from simulator.clock import SimClock
+from simulator.events import RestoreEvent
 from simulator.report.data import ReportData
 from simulator.report.tables import sentence
 
 H = 3600.0
 
 
+class _Clock:
+    start, end, timezone = datetime(2024, 3, 4), datetime(2024, 3, 6), None
+
+
 def data() -> ReportData:
-    timeline = {
-        "clock": {"seconds": 48 * H, "timezone": None},
-        "servers": [{"name": "mx", "domains": ["example.com"]}],
-        "senders": [],
-        "marks": [{"t": 30 * H, "type": "restore", "server": "mx", "state": "up"}],
-    }
-    return ReportData(Path("."), {}, timeline, [], [], None, datetime(2024, 3, 4))
+    restore = RestoreEvent(
+        t=30 * H, time="", server="mx", from_server="mx", disk="mx-disk2", backup_taken_at="", messages=0, state="up"
+    )
+    facts = RunFacts(
+        scenario="s",
+        seed=0,
+        clock=SimClock(_Clock()),
+        servers=(ServerFacts("mx", ("example.com",)),),
+        senders=(),
+        windows=(),
+        records=[],
+        events=[restore],
+    )
+    return ReportData(Path("."), Analysis(facts), None, datetime(2024, 3, 4))
 
 
 def message(n: int, state: str, group: str = "postfix", accepted: float | None = None, final: float | None = None) -> MessageRecord:

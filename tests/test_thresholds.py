@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from simulator import ScenarioError, load_scenario, run_scenario
-from simulator.thresholds import evaluate, format_outcomes, parse_expression
+from simulator.thresholds import format_outcomes, parse_expression
 
 BASE = """\
 name: t
@@ -107,7 +107,7 @@ def run(tmp_path_factory):
 
 def test_evaluation_reports_observed_values_and_the_failing_lines(run):
     path, result = run
-    outcomes = {(o.threshold.key, o.threshold.expression): o for o in evaluate(result)}
+    outcomes = {(o.threshold.key, o.threshold.expression): o for o in result.thresholds()}
     stranded = result.counts["stranded"]
     assert stranded > 0
     assert outcomes[("stranded", "count==0")].ok is False
@@ -124,7 +124,7 @@ def test_evaluation_reports_observed_values_and_the_failing_lines(run):
 
 def test_threshold_table_marks_each_line(run):
     _, result = run
-    lines = format_outcomes(evaluate(result))
+    lines = format_outcomes(result.thresholds())
     assert len(lines) == 9
     failing = [line for line in lines if line.startswith("✗")]
     assert [line.split()[1] for line in failing] == ["stranded", "recovery_drain_time"]

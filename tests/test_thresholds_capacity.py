@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from simulator import run_scenario
-from simulator.thresholds import destination_of, evaluate
 
 from .conftest import make_scenario, sender
 
@@ -15,8 +14,8 @@ def test_turned_away_counts_421s_from_a_capacity_limit_per_server():
         thresholds={"turned_away": ["count==4"], "turned_away{server:mx}": ["count<3"]},
     )
     result = run_scenario(scenario, transport="memory")
-    assert result.turned_away == {"mx": 4}  # 3 at 01:00, 1 at the 01:10 retry
-    outcomes = evaluate(result)
+    assert result.analysis.turned_away == {"mx": 4}  # 3 at 01:00, 1 at the 01:10 retry
+    outcomes = result.thresholds()
     assert [(o.observed, o.ok) for o in outcomes] == [(4.0, True), (4.0, False)]
 
 
@@ -29,4 +28,4 @@ def test_destination_is_the_most_preferred_mx_that_is_not_a_relay():
         senders=[sender("s", "postfix", at=["2011-10-26 01:00"])],
     )
     result = run_scenario(scenario, transport="memory")
-    assert destination_of(scenario)(result.records[0]) == "primary"
+    assert result.analysis.destination(result.records[0]) == "primary"

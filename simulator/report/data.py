@@ -1,87 +1,109 @@
-"""Read a results folder back: the ledger, the summary, the timeline, the wire attempts.
+"""Read a results folder back into the run's ``Analysis``: the report's only source of numbers.
 
-Only the files in the folder are read: ``summary.json``, ``messages.csv``,
-``events.jsonl`` and, when present, ``timeline.json`` and
-``thresholds.json``. A folder written before ``timeline.json`` existed still
-works: the timeline is rebuilt from ``events.jsonl`` (servers assumed up at
-the start).
+Only the files in the folder are read: ``summary.json`` (the run's name, seed
+and transport), ``timeline.json`` (servers with their MX preferences, sender
+groups, windows, clock), ``messages.csv`` and ``events.jsonl`` (through their
+one reader each), and ``thresholds.json`` when present. A folder without
+``timeline.json`` still works: servers are taken from the events (assumed up
+at the start, preference by order) and the windows from ``summary.json``.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ..errors import ScenarioError, Problem
-from ..ledger import STATES, MessageRecord
 from .. import metrics
+from ..analysis import Analysis, RunFacts, SenderFacts, ServerFacts, mark_of
+from ..clock import SimClock
+from ..errors import Problem, ScenarioError
+from ..events import AttemptEvent, Event, read_events
+from ..ledger import MessageRecord
+from ..results import read_messages
 
-__all__ = ["ReportData", "load_results"]
+__all__ = ["ReportData", "load_results", "REQUIRED"]
 
 REQUIRED = ("summary.json", "messages.csv", "events.jsonl")
 
 
+@dataclass(frozen=True)
+class _ClockSpec:
+    start: datetime
+    end: datetime
+    timezone: str | None
+
+
 @dataclass
 class ReportData:
-    """A results folder in memory, times in simulated seconds from the clock's start."""
+    """A results folder in memory: its analysis, and what the report shows beside it."""
 
     folder: Path
-    summary: dict[str, Any]
-    timeline: dict[str, Any]
-    records: list[MessageRecord]
-    attempts: list[tuple[float, str]]
+    analysis: Analysis
     thresholds: list[dict[str, Any]] | None = None
     start: datetime = field(default_factory=lambda: datetime(2000, 1, 1))
+
+    @cached_property
+    def summary(self) -> dict[str, Any]:
+        """The run's summary, as ``summary.json`` has it."""
+        return self.analysis.summary()
+
+    @cached_property
+    def timeline(self) -> dict[str, Any]:
+        """The run's incident document, as ``timeline.json`` has it."""
+        return self.analysis.timeline_document()
+
+    @property
+    def records(self) -> list[MessageRecord]:
+        """The ledger rows."""
+        return self.analysis.records
+
+    @property
+    def attempts(self) -> list[tuple[float, str]]:
+        """``(t, server)`` of every SMTP session that reached a server."""
+        return self.analysis.attempts_on_wire
 
     @property
     def name(self) -> str:
         """The scenario's name."""
-        return str(self.summary.get("scenario", self.folder.name))
+        return self.analysis.name
 
     @property
     def end(self) -> float:
         """The clock's end in simulated seconds."""
-        return float(self.timeline["clock"]["seconds"])
+        return self.analysis.end
 
     @property
     def servers(self) -> list[str]:
         """Server names, in scenario order."""
-        return [s["name"] for s in self.timeline["servers"]]
+        return self.analysis.servers
 
     @property
     def groups(self) -> list[str]:
         """Sender group names, in scenario order (then any others found in the ledger)."""
-        names = [s["name"] for s in self.timeline["senders"]]
-        return names + sorted({r.group for r in self.records} - set(names))
+        return self.analysis.groups
 
     def gives_up(self, group: str) -> float | None:
         """Seconds after which the group's policy bounces mail that never gets through."""
-        for s in self.timeline["senders"]:
-            if s["name"] == group:
-                return s.get("gives_up_after")
-        return None
+        return self.analysis.gives_up(group)
 
     @property
     def windows(self) -> list[tuple[str, float, float]]:
         """``(label, start, end)`` windows of submission time."""
-        return [(w["label"], float(w["start"]), float(w["end"])) for w in self.timeline["windows"]]
+        return [(w.label, w.start, w.end) for w in self.analysis.windows]
 
     @property
     def marks(self) -> list[dict[str, Any]]:
-        """The timeline's events as logged."""
-        return list(self.timeline["marks"])
+        """The timeline's marks as logged."""
+        return list(self.analysis.marks)
 
     def intervals(self, kind: str = "states") -> dict[str, list[metrics.Interval]]:
         """Each server's listening (``states``) or disk (``disks``) state over time."""
-        return {
-            name: [metrics.Interval(float(i["from"]), float(i["to"]), i["state"]) for i in ivs]
-            for name, ivs in self.timeline[kind].items()
-        }
+        return self.analysis.intervals(kind)
 
     @property
     def horizon(self) -> float:
@@ -97,7 +119,7 @@ class ReportData:
     def when(self, t: float) -> datetime:
         """The scenario-clock time at simulated second *t* (naive, for plotting)."""
         when = self.start + timedelta(seconds=t)
-        zone = self.timeline["clock"].get("timezone")
+        zone = self.analysis.facts.timezone
         if zone and when.tzinfo is not None:
             when = when.astimezone(ZoneInfo(zone))
         return when.replace(tzinfo=None)
@@ -110,117 +132,107 @@ class ReportData:
         """``10:38 on 10/26``."""
         return self.when(t).strftime("%H:%M on %m/%d")
 
-    def destination(self, record: Any) -> str:
-        """The server a record's recipient domain routes to."""
-        routes = {d.lower(): s["name"] for s in self.timeline["servers"] for d in s.get("domains", [])}
-        return routes.get(record.recipient.rpartition("@")[2].lower(), record.accepted_by or self.servers[0])
+    def destination(self, record: MessageRecord) -> str:
+        """The server a message was meant for (the analysis's routing)."""
+        return self.analysis.destination(record)
 
 
-def _seconds(start: datetime, text: str) -> float | None:
-    if not text:
-        return None
+def _seconds(start: datetime, text: str) -> float:
     return (datetime.fromisoformat(text) - start).total_seconds()
 
 
-def _records(path: Path, start: datetime) -> list[MessageRecord]:
-    out = []
-    with path.open(newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            final_at = _seconds(start, row["final_at"])
-            state = row["final_state"]
-            if state not in STATES:
-                raise ScenarioError([Problem(str(path), None, "", f"unknown final_state {state!r} for {row['message_id']}")])
-            out.append(
-                MessageRecord(
-                    message_id=row["message_id"],
-                    sender=row["sender"],
-                    group=row.get("group") or row["policy"],
-                    policy=row["policy"],
-                    originator=row.get("originator", ""),
-                    recipient=row.get("recipient", ""),
-                    submitted_at=_seconds(start, row["submitted_at"]) or 0.0,
-                    attempts=int(row["attempts"] or 0),
-                    connections=int(row.get("connections") or 0),
-                    delay_warnings=int(row["delay_warnings"] or 0),
-                    accepted_at=_seconds(start, row["accepted_at"]),
-                    accepted_by=row["accepted_by"],
-                    copies=int(row["copies"] or 0),
-                    bounced_at=final_at if state == "bounced" else None,
-                    bounce_status=row.get("bounce_status", ""),
-                    bounce_reason=row.get("bounce_reason", ""),
-                    last_error=row.get("last_error", ""),
-                    final_state=state,
-                    final_at=final_at,
-                )
-            )
-    return out
-
-
-def _events(path: Path) -> tuple[list[tuple[float, str]], list[dict[str, Any]]]:
-    attempts: list[tuple[float, str]] = []
-    marks: list[dict[str, Any]] = []
-    wanted = tuple(f'"type":"{t}"' for t in metrics.MARK_TYPES)
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            if '"type":"attempt"' in line:
-                event = json.loads(line)
-                attempts.append((float(event["t"]), event["server"]))
-            elif any(w in line for w in wanted):
-                event = json.loads(line)
-                if event.get("type") in metrics.MARK_TYPES:
-                    marks.append(event)
-    return attempts, marks
-
-
-def _rebuilt_timeline(summary: dict[str, Any], marks: list[dict[str, Any]], records: list[MessageRecord], start: datetime) -> dict[str, Any]:
-    """A ``timeline.json`` for a folder that has none, from the event log and the summary."""
-    end = _seconds(start, summary["clock"]["end"]) or 0.0
-    names = list(dict.fromkeys([m["server"] for m in marks] + [r.accepted_by for r in records if r.accepted_by]))
-    initial = {name: "up" for name in names or ["server"]}
-    states = metrics.server_intervals(marks, initial, end)
-    groups = {r.group: r.policy for r in records}
-
-    def spans(intervals: dict[str, list[metrics.Interval]]) -> dict[str, list[dict[str, Any]]]:
-        return {n: [{"from": i.start, "to": i.end, "state": i.state} for i in ivs] for n, ivs in intervals.items()}
-
-    return {
-        "scenario": summary.get("scenario"),
-        "clock": {"start": summary["clock"]["start"], "end": summary["clock"]["end"], "seconds": end, "timezone": None},
-        "servers": [{"name": n, "domains": [], "initially": "up"} for n in initial],
-        "senders": [{"name": g, "count": None, "policy": p, "gives_up_after": None} for g, p in groups.items()],
-        "windows_declared": True,
-        "windows": [
-            {"label": w["label"], "start": _seconds(start, w["from"]), "end": _seconds(start, w["to"])}
-            for w in summary.get("windows", [])
-        ],
-        "marks": marks,
-        "states": spans(states),
-        "disks": spans(metrics.disk_intervals(marks, initial, end)),
-        "recoveries": [{"t": t, "server": n} for t, n in metrics.recoveries(states)],
-    }
+def _facts_without_timeline(
+    summary: dict[str, Any], records: list[MessageRecord], events: list[Event], start: datetime
+) -> tuple[tuple[ServerFacts, ...], tuple[SenderFacts, ...], tuple[tuple[str, float, float], ...]]:
+    """Servers, senders and windows of a folder that has no ``timeline.json``."""
+    named: list[str] = []
+    for e in events:
+        mark = mark_of(e)
+        if mark is not None:
+            named.append(mark["server"])
+        elif isinstance(e, AttemptEvent):
+            named.append(e.server)
+    named += [r.accepted_by for r in records if r.accepted_by]
+    names = list(dict.fromkeys(named)) or ["server"]
+    domains = tuple(sorted({r.recipient.rpartition("@")[2].lower() for r in records}))
+    servers = tuple(ServerFacts(n, domains, "up", 10 + i) for i, n in enumerate(names))
+    groups = dict.fromkeys(r.group for r in records)
+    policies = {r.group: r.policy for r in records}
+    senders = tuple(SenderFacts(g, None, policies[g], None) for g in groups)
+    windows = tuple(
+        (w["label"], _seconds(start, w["from"]), _seconds(start, w["to"])) for w in summary.get("windows", [])
+    )
+    return servers, senders, windows
 
 
 def load_results(folder: str | Path) -> ReportData:
     """Read a results folder written by ``smtp-outage run``.
 
-    Raises ``ScenarioError`` (bad input) when a required file is missing.
+    Raises ``ScenarioError`` (bad input) when a required file is missing or unreadable.
     """
     folder = Path(folder)
     missing = [name for name in REQUIRED if not (folder / name).is_file()]
     if missing:
         raise ScenarioError(
-            [Problem(str(folder), None, "", f"not a results folder: {', '.join(missing)} missing (run `smtp-outage run SCENARIO --out {folder}` first)")]
+            [
+                Problem(
+                    str(folder),
+                    None,
+                    "",
+                    f"not a results folder: {', '.join(missing)} missing "
+                    f"(run `smtp-outage run SCENARIO --out {folder}` first)",
+                )
+            ]
         )
-    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    try:
+        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+        timeline_path = folder / "timeline.json"
+        timeline = json.loads(timeline_path.read_text(encoding="utf-8")) if timeline_path.is_file() else None
+    except (OSError, ValueError) as exc:
+        raise ScenarioError([Problem(str(folder), None, "", f"cannot read the results: {exc}")]) from None
     start = datetime.fromisoformat(summary["clock"]["start"])
-    records = _records(folder / "messages.csv", start)
-    attempts, marks = _events(folder / "events.jsonl")
-    timeline_path = folder / "timeline.json"
-    if timeline_path.is_file():
-        timeline = json.loads(timeline_path.read_text(encoding="utf-8"))
+    zone = timeline["clock"].get("timezone") if timeline else None
+    clock = SimClock(_ClockSpec(start, datetime.fromisoformat(summary["clock"]["end"]), zone))
+    records = read_messages(folder / "messages.csv", start)
+    events: list[Event] = list(read_events(folder / "events.jsonl"))
+    if timeline is not None:
+        servers = tuple(
+            ServerFacts(
+                s["name"],
+                tuple(s.get("domains", [])),
+                s.get("initially", "up"),
+                int(s.get("preference", 10)),
+                bool(s.get("relay", False)),
+            )
+            for s in timeline["servers"]
+        )
+        senders = tuple(
+            SenderFacts(s["name"], s.get("count"), s.get("policy", ""), s.get("gives_up_after"))
+            for s in timeline["senders"]
+        )
+        windows = tuple((w["label"], float(w["start"]), float(w["end"])) for w in timeline["windows"])
+        declared = bool(timeline.get("windows_declared"))
+        description = timeline.get("description") or ""
     else:
-        timeline = _rebuilt_timeline(summary, marks, records, start)
+        servers, senders, windows = _facts_without_timeline(summary, records, events, start)
+        declared, description = True, ""
+    facts = RunFacts(
+        scenario=str(summary.get("scenario", folder.name)),
+        seed=int(summary.get("seed", 0)),
+        clock=clock,
+        servers=servers,
+        senders=senders,
+        windows=windows,
+        records=records,
+        events=events,
+        description=description,
+        timezone=zone,
+        windows_declared=declared,
+        transport=str(summary.get("transport", "")),
+        wall_seconds=float(summary.get("wall_seconds", 0.0)),
+        notifications=int(summary.get("notifications", 0)),
+    )
     thresholds = None
     if (folder / "thresholds.json").is_file():
         thresholds = json.loads((folder / "thresholds.json").read_text(encoding="utf-8")).get("thresholds")
-    return ReportData(folder, summary, timeline, records, attempts, thresholds, start)
+    return ReportData(folder, Analysis(facts), thresholds, start)

@@ -285,11 +285,7 @@ def storms_png(data: ReportData, storms: list[metrics.Storm], path: Path) -> Pat
         ax.set_ylabel("sessions / minute")
         ax.set_xlabel(f"hours after {storm.server} came back at {data.short(storm.at)}")
         twin = ax.twinx()
-        backlog = sorted(
-            left for r in data.records
-            if data.destination(r) == storm.server and metrics.in_queue_before(r, storm.at)
-            for left in [metrics.left_queue_at(r)]
-        ) if storm.backlog else []
+        backlog = storm.left
         steps_x, steps_y, remaining = [0.0], [storm.backlog], storm.backlog
         for left in backlog:
             if left is None or left - storm.at > horizon:
@@ -299,7 +295,7 @@ def storms_png(data: ReportData, storms: list[metrics.Storm], path: Path) -> Pat
             steps_y.append(remaining)
         steps_x.append(horizon / 3600)
         steps_y.append(remaining)
-        twin.step(steps_x, steps_y, where="post", color=backlog_color, lw=2, label="backlog still queued")
+        twin.step(steps_x, steps_y, where="post", color=backlog_color, lw=2, label="backlog still waiting")
         twin.set_ylim(0, max(1, storm.backlog) * 1.1)
         twin.set_ylabel("backlog", color=backlog_color)
         for value, label, style in ((storm.drained_90, "90% drained", ":"), (storm.drained, "all drained", "--")):
@@ -308,7 +304,7 @@ def storms_png(data: ReportData, storms: list[metrics.Storm], path: Path) -> Pat
                 ax.annotate(f"{label}\n{duration(value)}", (value / 3600, 0.62), xycoords=("data", "axes fraction"), xytext=(4, 0), textcoords="offset points", fontsize=8, va="top", color=backlog_color)
         peak = f"peak {storm.peak_per_minute}/min at {data.short(storm.peak_at)}"
         ax.set_title(f"Recovery {n + 1}: {storm.backlog} messages waiting; {peak}", loc="left", fontsize=11, fontweight="bold")
-        handles = [Patch(color="#455a64", label="SMTP sessions per minute"), Line2D([], [], color=backlog_color, lw=2, label="backlog still queued")]
+        handles = [Patch(color="#455a64", label="SMTP sessions per minute"), Line2D([], [], color=backlog_color, lw=2, label="backlog still waiting")]
         ax.legend(handles=handles, loc="upper right", fontsize=8, frameon=False)
         ax.grid(axis="y", color="#e0e0e0", lw=0.6)
         ax.set_axisbelow(True)

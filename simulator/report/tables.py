@@ -194,4 +194,4 @@ def qshape_tables(data: ReportData, limit: int = 4) -> list[QShape]:
 
 def storms(data: ReportData) -> list[metrics.Storm]:
     """The recovery storms: load and backlog drain after each recovery."""
-    return metrics.recovery_storms(data.records, data.attempts, data.intervals("states"), data.destination)
+    return data.analysis.storms

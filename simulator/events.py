@@ -1,0 +1,403 @@
+"""The run's event log: one typed record per event, one writer and one reader of ``events.jsonl``.
+
+Every event carries ``t`` (simulated seconds, 3 decimals), ``time`` (ISO 8601
+in the scenario's clock) and ``type``; the other fields depend on the type.
+The engine emits them through an ``EventSink``; ``write_events`` writes them
+one JSON object per line and ``read_events`` reads any such file back
+(whatever its JSON spacing), so every consumer sees the same typed events.
+
+Message events: ``submit``, ``relay_queued``, ``attempt``, ``reply``,
+``cached``, ``suspended``, ``expired``, ``next_mx``, ``accepted``,
+``relayed``, ``warning``, ``bounce``. Timeline events: ``server``,
+``crash``, ``backup``, ``backup_schedule``, ``restore``, ``disk_recovered``,
+``disk_lost``, ``fault``, ``fault_cleared``, ``dns``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal, Protocol
+
+from pydantic import Field, TypeAdapter, ValidationError
+
+from .errors import Problem, ScenarioError
+
+__all__ = [
+    "Event",
+    "EventSink",
+    "EventLog",
+    "SubmitEvent",
+    "RelayQueuedEvent",
+    "AttemptEvent",
+    "ReplyEvent",
+    "CachedEvent",
+    "SuspendedEvent",
+    "ExpiredEvent",
+    "NextMxEvent",
+    "AcceptedEvent",
+    "RelayedEvent",
+    "WarningEvent",
+    "BounceEvent",
+    "ServerEvent",
+    "CrashEvent",
+    "BackupEvent",
+    "BackupScheduleEvent",
+    "RestoreEvent",
+    "DiskRecoveredEvent",
+    "DiskLostEvent",
+    "FaultEvent",
+    "FaultClearedEvent",
+    "DnsEvent",
+    "MARK_EVENTS",
+    "write_events",
+    "read_events",
+    "event_json",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Event:
+    t: float  #: simulated seconds since the clock's start
+    time: str  #: the same instant, ISO 8601 in the scenario's clock
+
+
+# ---------------------------------------------------------------- messages
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubmitEvent(_Event):
+    """A message entered its original sender's queue."""
+
+    type: Literal["submit"] = "submit"
+    message: str
+    sender: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RelayQueuedEvent(_Event):
+    """A backup MX queued a message it accepted, to forward it."""
+
+    type: Literal["relay_queued"] = "relay_queued"
+    message: str
+    sender: str  #: the relay's name
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptEvent(_Event):
+    """A sender opened an SMTP session (or tried to connect) to a server."""
+
+    type: Literal["attempt"] = "attempt"
+    message: str
+    sender: str
+    server: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplyEvent(_Event):
+    """How an attempt on the wire ended: ``kind`` ``accepted`` (250 to the dot) or a failure kind."""
+
+    type: Literal["reply"] = "reply"
+    message: str
+    server: str
+    attempt: int
+    kind: str  #: accepted, refused, timeout, tempfail, permfail, dropped
+    stage: str  #: connect, greeting, ehlo, mail, rcpt, data, dot
+    code: int | None
+    text: str
+    turned_away: bool = False  #: a 421 from a server at its capacity limit
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CachedEvent(_Event):
+    """A sender shared another message's failure at the same host and instant, without connecting."""
+
+    type: Literal["cached"] = "cached"
+    message: str
+    sender: str
+    server: str
+    attempt: int
+    kind: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SuspendedEvent(_Event):
+    """A sender's own retry state deferred the attempt without connecting."""
+
+    type: Literal["suspended"] = "suspended"
+    message: str
+    sender: str
+    server: str
+    attempt: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExpiredEvent(_Event):
+    """A message's queue lifetime ran out while it waited (no connection)."""
+
+    type: Literal["expired"] = "expired"
+    message: str
+    sender: str
+    server: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NextMxEvent(_Event):
+    """The sender moves on to the next MX host after a failure."""
+
+    type: Literal["next_mx"] = "next_mx"
+    message: str
+    sender: str
+    after: str
+    to: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AcceptedEvent(_Event):
+    """The first 250 an original sender got for the message."""
+
+    type: Literal["accepted"] = "accepted"
+    message: str
+    server: str
+    attempts: int
+    delay: float  #: seconds since submission
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RelayedEvent(_Event):
+    """A backup MX passed the message on to a more preferred MX host."""
+
+    type: Literal["relayed"] = "relayed"
+    message: str
+    relay: str
+    server: str
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WarningEvent(_Event):
+    """A delay warning (RFC 3464 ``Action: delayed``) went to the originator."""
+
+    type: Literal["warning"] = "warning"
+    message: str
+    sender: str
+    attempts: int
+    last_error: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BounceEvent(_Event):
+    """The sender gave up; a non-delivery report went to the originator."""
+
+    type: Literal["bounce"] = "bounce"
+    message: str
+    sender: str
+    originator: str
+    status: str
+    reason: str
+    attempts: int
+    last_error: str
+    relay: str = ""  #: the backup MX that gave up, when it was one
+
+
+# ---------------------------------------------------------------- the timeline
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerEvent(_Event):
+    """A server goes up or down (``state``: up, refuse, blackhole, unreachable, tempfail)."""
+
+    type: Literal["server"] = "server"
+    server: str
+    state: str
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CrashEvent(_Event):
+    """A server's disk failed; what it held since the last backup is on the failed disk."""
+
+    type: Literal["crash"] = "crash"
+    server: str
+    disk: str
+    messages_on_disk: int
+    state: str
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackupEvent(_Event):
+    """A backup of a server's mail store, good (``ok``) or failed."""
+
+    type: Literal["backup"] = "backup"
+    server: str
+    ok: bool
+    messages: int
+    scheduled: bool = False
+    reason: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackupScheduleEvent(_Event):
+    """Periodic backups start."""
+
+    type: Literal["backup_schedule"] = "backup_schedule"
+    server: str
+    every: float
+    ok: bool
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestoreEvent(_Event):
+    """A server got a new disk loaded from a backup."""
+
+    type: Literal["restore"] = "restore"
+    server: str
+    from_server: str
+    disk: str
+    backup_taken_at: str
+    messages: int
+    state: str
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DiskRecoveredEvent(_Event):
+    """A failed disk was read back; its mail is available again."""
+
+    type: Literal["disk_recovered"] = "disk_recovered"
+    server: str
+    messages: int
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DiskLostEvent(_Event):
+    """A failed disk was given up; mail only on it is lost."""
+
+    type: Literal["disk_lost"] = "disk_lost"
+    server: str
+    messages: int
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FaultEvent(_Event):
+    """A fault is switched on at a server (``fault`` as the scenario wrote it)."""
+
+    type: Literal["fault"] = "fault"
+    server: str
+    fault: dict[str, Any] = field(default_factory=dict)
+    until: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FaultClearedEvent(_Event):
+    """Every fault of a server is switched off."""
+
+    type: Literal["fault_cleared"] = "fault_cleared"
+    server: str
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DnsEvent(_Event):
+    """A domain's MX records change."""
+
+    type: Literal["dns"] = "dns"
+    domain: str
+    mx: list[str]
+    ttl: float
+    note: str = ""
+
+
+Event = Annotated[
+    SubmitEvent
+    | RelayQueuedEvent
+    | AttemptEvent
+    | ReplyEvent
+    | CachedEvent
+    | SuspendedEvent
+    | ExpiredEvent
+    | NextMxEvent
+    | AcceptedEvent
+    | RelayedEvent
+    | WarningEvent
+    | BounceEvent
+    | ServerEvent
+    | CrashEvent
+    | BackupEvent
+    | BackupScheduleEvent
+    | RestoreEvent
+    | DiskRecoveredEvent
+    | DiskLostEvent
+    | FaultEvent
+    | FaultClearedEvent
+    | DnsEvent,
+    Field(discriminator="type"),
+]
+"""Any event of ``events.jsonl``."""
+
+MARK_EVENTS = (ServerEvent, CrashEvent, BackupEvent, RestoreEvent, DiskRecoveredEvent, DiskLostEvent)
+"""Events that change a server's state or disk: the incident's marks (``simulator.schema.incident``)."""
+
+_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+class EventSink(Protocol):
+    """Where the engine sends events as they happen."""
+
+    def emit(self, event: Event) -> None:
+        """Record one event."""
+
+
+class EventLog:
+    """An ``EventSink`` that keeps the events in memory, in the order emitted."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def emit(self, event: Event) -> None:
+        """Append *event*."""
+        self.events.append(event)
+
+
+def event_json(event: Event) -> str:
+    """One event as the compact JSON line ``events.jsonl`` holds (without the newline)."""
+    return _ADAPTER.dump_json(event).decode("utf-8")
+
+
+def write_events(path: Path, events: Iterable[Event]) -> None:
+    """Write *events* to *path*, one JSON object per line."""
+    dump = _ADAPTER.dump_json
+    with path.open("wb") as fh:
+        for event in events:
+            fh.write(dump(event))
+            fh.write(b"\n")
+
+
+def read_events(path: Path) -> Iterator[Event]:
+    """The typed events of an ``events.jsonl`` file, in file order.
+
+    Any JSON spacing is accepted. A line that is not a known event raises
+    ``ScenarioError`` naming the file and line.
+    """
+    with path.open("rb") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield _ADAPTER.validate_json(line)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                raise ScenarioError(
+                    [Problem(str(path), number, "", f"not an event of smtp-outage: {where}: {first['msg']}")]
+                ) from None
+            except json.JSONDecodeError as exc:  # pragma: no cover - pydantic reports bad JSON itself
+                raise ScenarioError([Problem(str(path), number, "", f"not JSON: {exc}")]) from None

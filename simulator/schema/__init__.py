@@ -1,0 +1,1 @@
+"""The scenario as a description: derived facts that need no run (windows, routes, thresholds, inputs)."""
