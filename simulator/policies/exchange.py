@@ -12,7 +12,17 @@ queue's connection fails, it retries ``QueueGlitchRetryCount`` times every
 ``QueueGlitchRetryInterval``, then ``TransientFailureRetryCount`` times every
 ``TransientFailureRetryInterval``, then every
 ``OutboundConnectionFailureRetryInterval``. Every message in the queue waits
-for the queue's next attempt, new ones included. A 4xx to one message while
+for the queue's next attempt, new ones included.
+
+MX failover: a connection round tries the next hop's hosts in turn
+("Attempted failover to alternate host", reference section 8 note). The
+queue goes to Retry at the first failure of a round, but in the same
+instant the hosts that have not failed in the round may still be tried;
+a host that already failed is not connected again by the queue's other
+messages (one connection per queue, host and round; they skip it with a
+``host_only`` suspension and move on). A failure that comes while the queue
+is in Retry belongs to the current round (a failover host, or a connection
+the round shares) and does not advance the retry sequence. A 4xx to one message while
 the queue is connected retries that message after ``MessageRetryInterval``
 [I]. ``MessageExpirationTimeout`` returns the message with an NDR (4.4.7) at
 exactly that age, without another connection. ``DelayNotificationTimeout``:
@@ -26,7 +36,7 @@ ConnectionInactivityTimeOut used for stalled replies are [I].
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
@@ -89,9 +99,14 @@ class ExchangeEdgeParams(ExchangeParams):
 class _Queue:
     """One delivery queue (next hop) in status Retry."""
 
-    failures: int = 0
-    last_failure: float | None = None
-    next_try: float | None = None
+    failures: int = 0  #: failed connection rounds so far
+    last_failure: float | None = None  #: the latest instant at which a host failed in the current round
+    next_try: float | None = None  #: the queue's next connection attempt
+    failed_hosts: set[str] = field(default_factory=set)  #: hosts that failed in the current round
+
+    def in_retry(self, now: float) -> bool:
+        """True while the queue waits for its next connection attempt."""
+        return self.next_try is not None and self.next_try > now
 
 
 class ExchangeState:
@@ -118,18 +133,26 @@ class ExchangeState:
     def on_arrival(self, msg: MessageView, now: float) -> Decision:
         """A queue in Retry holds new messages until its next connection attempt."""
         queue = self._queues.get(msg.destination)
-        if queue is not None and queue.next_try is not None and queue.next_try > now:
+        if queue is not None and queue.next_try is not None and queue.in_retry(now):
             return Decision.retry(queue.next_try)
         return Decision.retry(now)
 
     def before_connect(self, msg: MessageView, host: str, now: float) -> Failure | None:
-        """Expire the message at its expiration age; wait while the queue is in Retry."""
+        """Expire the message at its expiration age; wait while the queue is in Retry.
+
+        In the instant of a failed round, the hosts that have not failed in
+        it may still be tried (failover); a host that has is skipped.
+        """
         if now - msg.arrival >= self._p.message_expiration_timeout:
             return Failure.expired(host, "QUEUE.Expired; message expired")
         queue = self._queues.get(msg.destination)
-        if queue is not None and queue.next_try is not None and queue.next_try > now:
-            return Failure.suspended(host, "queue is in Retry")
-        return None
+        if queue is None or not queue.in_retry(now):
+            return None
+        if queue.last_failure == now:
+            if host not in queue.failed_hosts:
+                return None
+            return Failure.suspended(host, "host already failed in this connection attempt", host_only=True)
+        return Failure.suspended(host, "queue is in Retry")
 
     def after_failure(self, msg: MessageView, failure: Failure, now: float) -> Decision:
         """Advance the queue's retry sequence on a connection failure; NDR on 5xx or expiry."""
@@ -142,10 +165,17 @@ class ExchangeState:
             return self._retry(msg, queue.next_try if queue.next_try is not None else now, now)
         if not failure.is_host_error:
             return self._retry(msg, now + self._p.message_retry_interval, now)
-        if queue.last_failure != now or queue.next_try is None:  # one connection, however many messages wait
-            queue.failures += 1
-            queue.last_failure = now
-            queue.next_try = now + self._gap(queue.failures)
+        if queue.next_try is not None and queue.in_retry(now):
+            # The current round: a failover host, or a connection the queue's messages share.
+            queue.failed_hosts.add(failure.host)
+            if queue.last_failure is None or now > queue.last_failure:
+                queue.last_failure = now
+            return self._retry(msg, queue.next_try, now)
+        # A new connection round failed: the queue goes to Retry.
+        queue.failures += 1
+        queue.last_failure = now
+        queue.failed_hosts = {failure.host}
+        queue.next_try = now + self._gap(queue.failures)
         return self._retry(msg, queue.next_try, now)
 
     def after_success(self, msg: MessageView, host: str, now: float) -> None:

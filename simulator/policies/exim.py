@@ -22,13 +22,17 @@ What is modelled:
   ``retry_data_expire`` are forgotten.
 * Retries happen on the queue-runner grid (``queue_runner`` from time 0 plus
   ``queue_runner_phase``): the first run at or after the retry time.
-* A new message to a host in retry wait is not tried on arrival; it waits
-  for the host's retry time. A message queued for longer than the final
-  cutoff is tried anyway and bounces if that fails.
+* A host in retry wait is skipped ("retry time not reached") and the
+  destination's other MX hosts are tried, subject to their own retry
+  records; the message waits only when every host waits, until the
+  earliest of their retry times. A new message whose every known host is
+  in retry wait is not tried on arrival. A message queued for longer than
+  the final cutoff is tried anyway and bounces if that fails.
 * Past the final cutoff the host record is "expired": the failing message
-  bounces ("retry timeout exceeded"), and with ``delay_after_cutoff`` new
-  messages bounce at once until the post-cutoff retry time passes; then one
-  attempt is made.
+  bounces ("retry timeout exceeded") once every host of the destination is
+  expired, and with ``delay_after_cutoff`` messages bounce without an
+  attempt while every host is expired and waiting for its post-cutoff retry
+  time; then one attempt is made.
 * A 5xx at any stage, the greeting included, bounces.
 * Delay warnings (``delay_warning`` time list, Exim's colon syntax) are
   checked when a delivery defers.
@@ -238,6 +242,13 @@ class EximState:
             return Decision.retry(now)
         return Decision.retry(self._tick(now, min(rec.next_try for rec in waiting)))
 
+    def _all_wait(self, dest: str, now: float, *, expired: bool = False) -> bool:
+        """True when every known host of *dest* is in retry wait (and, with *expired*, past its cutoff)."""
+        recs = self._host_records(dest, now)
+        return bool(recs) and all(
+            rec is not None and rec.next_try > now and (rec.expired or not expired) for rec in recs
+        )
+
     def before_connect(self, msg: MessageView, host: str, now: float) -> Failure | None:
         """Skip a host whose retry time has not come (no connection is made)."""
         self._see(msg.destination, host)
@@ -248,10 +259,14 @@ class EximState:
         if rec.expired:
             if not self._p.delay_after_cutoff:
                 return None
-            return Failure.suspended(host, "retry time not reached for any host after a long failure period")
+            if self._all_wait(msg.destination, now, expired=True):
+                return Failure.suspended(host, "retry time not reached for any host after a long failure period")
+            return Failure.suspended(host, "retry time not reached (host past its retry cutoff)")
         if final is not None and now - msg.arrival > final:
             return None  # queued longer than the final cutoff: try anyway
-        return Failure.suspended(host, "retry time not reached for any host")
+        if self._all_wait(msg.destination, now):
+            return Failure.suspended(host, "retry time not reached for any host")
+        return Failure.suspended(host, "retry time not reached")
 
     def after_failure(self, msg: MessageView, failure: Failure, now: float) -> Decision:
         """Update the retry record of the failing item; bounce, or wait for the next queue run."""
@@ -263,24 +278,33 @@ class EximState:
         if kind == _HOST:
             rec = self._read(host_key, now)
             if failure.kind is FailureKind.SUSPENDED or (rec is not None and rec.last_try == now):
-                return self._waiting(msg, rec, now)
+                return self._waiting(msg, now)
             rec, timed_out = self._update(host_key, msg, now, host_error=True)
             others = [r for r in self._host_records(msg.destination, now) if r is not rec]
             if timed_out and all(r is not None and r.expired for r in others):
                 return Decision.give_up("retry timeout exceeded", "4.4.7")
-            candidates = [rec.next_try] + [r.next_try if r is not None else now for r in others]
-            return self._defer(msg, min(candidates), now)
+            return self._defer(msg, self._earliest_try(msg.destination, now), now)
         key = ("msg", failure.host, msg.id) if kind == _MESSAGE else ("rcpt", msg.destination, msg.id)
         rec, timed_out = self._update(key, msg, now, host_error=False)
         if timed_out:
             return Decision.give_up("retry timeout exceeded", "4.4.7")
         return self._defer(msg, rec.next_try, now)
 
-    def _waiting(self, msg: MessageView, rec: _Record | None, now: float) -> Decision:
-        """The message found its host in retry wait (no connection, or a concurrent failure)."""
-        if rec is not None and rec.expired and self._p.delay_after_cutoff:
+    def _earliest_try(self, dest: str, now: float) -> float:
+        """The earliest retry time among the destination's known hosts (``now`` for a host without one)."""
+        return min((rec.next_try if rec is not None else now for rec in self._host_records(dest, now)), default=now)
+
+    def _waiting(self, msg: MessageView, now: float) -> Decision:
+        """The message found a host in retry wait (no connection, or a failure shared in this run).
+
+        It bounces only when every known host of the destination is past its
+        cutoff and waiting (``delay_after_cutoff``); otherwise it waits for
+        the earliest host retry time, while the engine may go on to the
+        next MX host at once.
+        """
+        if self._p.delay_after_cutoff and self._all_wait(msg.destination, now, expired=True):
             return Decision.give_up("retry time not reached for any host after a long failure period", "4.4.7")
-        return self._defer(msg, rec.next_try if rec is not None else now, now)
+        return self._defer(msg, self._earliest_try(msg.destination, now), now)
 
     def _defer(self, msg: MessageView, retry_time: float, now: float) -> Decision:
         due = warning_due(self._p.delay_warning, msg.warnings)
