@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import gc
 import multiprocessing
@@ -128,10 +129,8 @@ class SinkProcess:
 
     def stop(self) -> None:
         """Ask the process to end, and end it if it does not."""
-        try:
+        with contextlib.suppress(OSError):
             self._conn.send("stop")
-        except OSError:
-            pass
         self._process.join(5)
         if self._process.is_alive():
             self._process.terminate()
@@ -328,13 +327,15 @@ async def run_engine(scn: Scenario, expect_messages: int) -> EngineRun:
     from simulator import run_scenario_async
 
     started = time.perf_counter()
+    from simulator.events import ReplyEvent
+
     result = await run_scenario_async(scn)
     wall = time.perf_counter() - started
     if result.messages != expect_messages:
         raise RuntimeError(f"{result.scenario.name}: {result.messages} messages, expected {expect_messages}")
     accepted = sum(1 for r in result.records if r.accepted_at is not None)
     failures = Counter(
-        f"{e['kind']} at {e['stage']}" for e in result.events if e["type"] == "reply" and e["kind"] != "accepted"
+        f"{e.kind} at {e.stage}" for e in result.events if isinstance(e, ReplyEvent) and e.kind != "accepted"
     )
     return EngineRun(result.connections, accepted, result.wire_seconds, wall, result.batches, failures)
 
@@ -366,8 +367,11 @@ def surprises(label: str, run: EngineRun, expected: str | None) -> list[str]:
     """Failed attempts other than the *expected* kind, as report lines."""
     return [
         f"{label}: {n} attempt(s) failed with {kind}"
-        + (" (the real-time wire_timeout ran out under load: such a run is slower and its ledger differs)"
-           if kind == "timeout at greeting" else "")
+        + (
+            " (the real-time wire_timeout ran out under load: such a run is slower and its ledger differs)"
+            if kind == "timeout at greeting"
+            else ""
+        )
         for kind, n in sorted(run.failures.items())
         if kind != expected
     ]
@@ -404,11 +408,18 @@ async def measure(sizes: Sizes, workdir: Path, separate: bool) -> tuple[Rows, di
                 if sink is not None:
                     gc.collect()
                     port = sink.port
-                    rows.add(f"raw server process @{c}", await pool(total, c, lambda: transaction(port)))
+                    rows.add(f"raw server process @{c}", await pool(total, c, lambda port=port: transaction(port)))
                 gc.collect()
                 run = await run_engine(
-                    scenario(f"bench-up-{c}", up_csv, senders=senders, minutes=instants + 1, concurrency=c,
-                             retry="1m", lifetime="1h"),
+                    scenario(
+                        f"bench-up-{c}",
+                        up_csv,
+                        senders=senders,
+                        minutes=instants + 1,
+                        concurrency=c,
+                        retry="1m",
+                        lifetime="1h",
+                    ),
                     total,
                 )
                 notes += surprises(f"round {round_no + 1}, engine @{c}", run, None)
@@ -420,8 +431,16 @@ async def measure(sizes: Sizes, workdir: Path, separate: bool) -> tuple[Rows, di
             c = 64
             gc.collect()
             run = await run_engine(
-                scenario("bench-refused", refused_csv, senders=senders, minutes=refused_attempts, concurrency=c,
-                         retry="1m", lifetime="1d", initially="refuse"),
+                scenario(
+                    "bench-refused",
+                    refused_csv,
+                    senders=senders,
+                    minutes=refused_attempts,
+                    concurrency=c,
+                    retry="1m",
+                    lifetime="1d",
+                    initially="refuse",
+                ),
                 sizes.per_instant,
             )
             if run.accepted:
@@ -437,8 +456,17 @@ async def measure(sizes: Sizes, workdir: Path, separate: bool) -> tuple[Rows, di
             gc.collect()
             messages = down * sizes.outage_per_minute
             run = await run_engine(
-                scenario("bench-outage", outage_csv, senders=senders, minutes=down + 10, concurrency=c,
-                         retry="5m", lifetime="1d", initially="refuse", up_at=down),
+                scenario(
+                    "bench-outage",
+                    outage_csv,
+                    senders=senders,
+                    minutes=down + 10,
+                    concurrency=c,
+                    retry="5m",
+                    lifetime="1d",
+                    initially="refuse",
+                    up_at=down,
+                ),
                 messages,
             )
             notes += surprises(f"round {round_no + 1}, engine outage", run, "refused at connect")
@@ -456,14 +484,16 @@ def report(rows: Rows, last: dict[str, EngineRun], notes: list[str], sizes: Size
     has = rows.samples.__contains__
     out: list[str] = []
     put = out.append
-    put(f"smtp-outage engine benchmark: loopback, {sizes.rounds} round(s), medians; "
-        f"{sizes.messages} messages per full-transaction row, {sizes.per_instant} per simulated instant")
+    put(
+        f"smtp-outage engine benchmark: loopback, {sizes.rounds} round(s), medians; "
+        f"{sizes.messages} messages per full-transaction row, {sizes.per_instant} per simulated instant"
+    )
     put("")
     put(f"{'full SMTP transactions (msg/s)':<34}" + "".join(f"{'@' + str(c):>10}" for c in CONCURRENCIES))
 
     def line(label: str, key: str, fmt: str = "{:>10.0f}") -> None:
         if all(has(f"{key} @{c}") for c in CONCURRENCIES):
-            put(f"{label:<34}" + "".join(fmt.format(rows[f'{key} @{c}']) for c in CONCURRENCIES))
+            put(f"{label:<34}" + "".join(fmt.format(rows[f"{key} @{c}"]) for c in CONCURRENCIES))
 
     line("raw, server in same loop", "raw same loop")
     line("raw, server in own process", "raw server process")
@@ -486,21 +516,29 @@ def report(rows: Rows, last: dict[str, EngineRun], notes: list[str], sizes: Size
     ratio("whole run / raw", "engine whole", lambda c: rows[f"raw same loop @{c}"])
     ratio("whole run / best raw", "engine whole", lambda c: best[c])
     put("")
-    put(f"engine / raw @64: {rows['engine wire @64'] / rows['raw same loop @64']:.2f}   "
+    put(
+        f"engine / raw @64: {rows['engine wire @64'] / rows['raw same loop @64']:.2f}   "
         f"engine / best raw @64: {rows['engine wire @64'] / best[64]:.2f}   "
-        f"engine @64 / best raw of all rows ({max(best.values()):.0f}/s): {rows['engine wire @64'] / max(best.values()):.2f}")
+        f"engine @64 / best raw of all rows ({max(best.values()):.0f}/s): {rows['engine wire @64'] / max(best.values()):.2f}"
+    )
     put("")
     r, o = last["refused"], last["outage"]
     put(f"refused connections @64 (listener closed; {r.connections} attempts in {r.batches} instants)")
     put(f"  engine, wire part     {rows['engine refused wire @64']:>8.0f} attempts/s")
-    put(f"  engine, whole run     {rows['engine refused whole @64']:>8.0f} attempts/s "
-        f"(overhead {rows['engine refused overhead @64']:.0f} us/attempt)")
+    put(
+        f"  engine, whole run     {rows['engine refused whole @64']:>8.0f} attempts/s "
+        f"(overhead {rows['engine refused overhead @64']:.0f} us/attempt)"
+    )
     put(f"  raw refused connects  {rows['raw refused @64']:>8.0f} /s")
-    put(f"  refused rate / full rate (engine wire) @64: {rows['engine refused wire @64'] / rows['engine wire @64']:.1f}x"
-        f"   engine refused / raw refused @64: {rows['engine refused wire @64'] / rows['raw refused @64']:.2f}")
+    put(
+        f"  refused rate / full rate (engine wire) @64: {rows['engine refused wire @64'] / rows['engine wire @64']:.1f}x"
+        f"   engine refused / raw refused @64: {rows['engine refused wire @64'] / rows['raw refused @64']:.2f}"
+    )
     put("")
-    put(f"outage backlog @64 (down {sizes.outage_minutes} min, retry every 5 min; {o.connections} attempts = "
-        f"{o.failures['refused at connect']} refused + {o.accepted} full, {o.batches} instants)")
+    put(
+        f"outage backlog @64 (down {sizes.outage_minutes} min, retry every 5 min; {o.connections} attempts = "
+        f"{o.failures['refused at connect']} refused + {o.accepted} full, {o.batches} instants)"
+    )
     put(f"  engine, wire part     {rows['engine outage wire @64']:>8.0f} attempts/s")
     put(f"  engine, whole run     {rows['engine outage whole @64']:>8.0f} attempts/s")
     put("")

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 from typing import Any
 
@@ -29,6 +30,7 @@ from .clock import SimClock
 from .events import (
     AttemptEvent,
     BackupEvent,
+    BackupScheduleEvent,
     BounceEvent,
     CrashEvent,
     DiskLostEvent,
@@ -283,7 +285,9 @@ class Analysis:
     @cached_property
     def bounces(self) -> dict[str, int]:
         """Bounced messages per status and reason (``5.1.1 permanent failure: 550 ...``), most frequent first."""
-        found = Counter(f"{r.bounce_status} {r.bounce_reason}".strip() for r in self.records if r.final_state == "bounced")
+        found = Counter(
+            f"{r.bounce_status} {r.bounce_reason}".strip() for r in self.records if r.final_state == "bounced"
+        )
         return dict(sorted(found.items(), key=lambda kv: (-kv[1], kv[0])))
 
     @cached_property
@@ -433,3 +437,48 @@ class Analysis:
             "recoveries": [{"t": t, "server": name} for t, name in self.recovery_times],
         }
 
+    # ------------------------------------------------------------ the timeline as it ran
+    @cached_property
+    def timeline_events(self) -> list[Event]:
+        """The timeline's own events in order, with their notes: states, crashes, backups, restores, disks, faults, DNS."""
+        kinds = (
+            ServerEvent,
+            CrashEvent,
+            BackupEvent,
+            BackupScheduleEvent,
+            RestoreEvent,
+            DiskRecoveredEvent,
+            DiskLostEvent,
+            FaultEvent,
+            FaultClearedEvent,
+            DnsEvent,
+        )
+        return [e for e in self.facts.events if isinstance(e, kinds)]
+
+    @cached_property
+    def fault_spans(self) -> list[tuple[FaultEvent, float]]:
+        """Each fault switched on, with the simulated second it stops.
+
+        That is its ``until``, the server's next ``clear-faults`` entry, or
+        the end of the run, whichever comes first.
+        """
+        out: list[tuple[FaultEvent, float]] = []
+        for i, event in enumerate(self.fault_events):
+            if not isinstance(event, FaultEvent):
+                continue
+            stop = self.clock.seconds(datetime.fromisoformat(event.until)) if event.until else self.end
+            for later in self.fault_events[i + 1 :]:
+                if isinstance(later, FaultClearedEvent) and later.server == event.server:
+                    stop = min(stop, later.t)
+                    break
+            out.append((event, min(stop, self.end)))
+        return out
+
+    @cached_property
+    def window_groups(self) -> list[dict[str, dict[str, int]]]:
+        """Final-state counts per sender group within each window, in the order of ``windows``."""
+        out = []
+        for w in self.windows:
+            inside = [r for r in self.records if w.start <= r.submitted_at < w.end]
+            out.append({g: _counts(mine) for g in self.groups if (mine := [r for r in inside if r.group == g])})
+        return out

@@ -42,9 +42,7 @@ def facts_of(result: RunResult) -> RunFacts:
     servers = tuple(
         ServerFacts(s.name, tuple(s.domains), s.initially, s.preference, s.relay is not None) for s in scenario.servers
     )
-    senders = tuple(
-        SenderFacts(g.name, g.count, *result.policies.get(g.name, ("", None))) for g in scenario.senders
-    )
+    senders = tuple(SenderFacts(g.name, g.count, *result.policies.get(g.name, ("", None))) for g in scenario.senders)
     return RunFacts(
         scenario=scenario.name,
         seed=result.seed,
@@ -147,8 +145,8 @@ async def run_scenario_async(
 
 def _check(scenario: Scenario) -> None:
     """Validate a scenario built in code as the loader validates a file."""
-    from .schema.validate import validate
     from .errors import ScenarioError
+    from .schema.validate import validate
 
     problems = validate(scenario)
     if problems:

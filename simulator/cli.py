@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -69,6 +69,7 @@ def _main(
     ] = False,
 ) -> None:
     """Replay SMTP outages: simulated sending MTAs retry against real SMTP servers on loopback."""
+
 
 from .policies_cli import policies_app  # noqa: E402  (a sub-app; mounted below)
 
@@ -183,13 +184,22 @@ def _delay_and_recovery_tables(a: Analysis, console: Console) -> None:
 @app.command()
 def run(
     scenario: Annotated[Path, typer.Argument(help="scenario YAML file")],
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="results folder (default results/<scenario name>)")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="override the scenario's seed")] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="results folder (default results/<scenario name>)")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="override the scenario's seed")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print summary.json to stdout instead of tables")] = False,
     memory: Annotated[bool, typer.Option("--memory", help="in-memory transport, no sockets (quick what-ifs)")] = False,
-    report: Annotated[bool, typer.Option("--report/--no-report", help="write report.html and its figures into the results folder")] = True,
-    golden: Annotated[Optional[Path], typer.Option("--golden", help="compare summary.json with this expected one (exit 99 if it differs)")] = None,
-    update_golden: Annotated[bool, typer.Option("--update-golden", help="write the run's summary as the --golden file instead of comparing")] = False,
+    report: Annotated[
+        bool, typer.Option("--report/--no-report", help="write report.html and its figures into the results folder")
+    ] = True,
+    golden: Annotated[
+        Path | None,
+        typer.Option("--golden", help="compare summary.json with this expected one (exit 99 if it differs)"),
+    ] = None,
+    update_golden: Annotated[
+        bool, typer.Option("--update-golden", help="write the run's summary as the --golden file instead of comparing")
+    ] = False,
 ) -> None:
     """Replay SCENARIO and write messages.csv, summary.json, events.jsonl, timeline.json and report.html.
 
@@ -198,7 +208,9 @@ def run(
     """
     try:
         if update_golden and golden is None:
-            raise ScenarioError([Problem("--update-golden", None, "", "needs --golden FILE to say which file to write")])
+            raise ScenarioError(
+                [Problem("--update-golden", None, "", "needs --golden FILE to say which file to write")]
+            )
         loaded = load_scenario(scenario, seed=seed)
         expected = load_golden(golden) if golden is not None and not update_golden else None
     except ScenarioError as exc:
@@ -225,7 +237,9 @@ def run(
                     clock_iso = clock_iso or SimClock(loaded.clock)
                     bar.update(task, completed=now / end if end else 1.0, now=clock_iso.iso(now))
 
-                result = run_scenario(loaded, seed=seed, out=target, transport="memory" if memory else "wire", progress=progress)
+                result = run_scenario(
+                    loaded, seed=seed, out=target, transport="memory" if memory else "wire", progress=progress
+                )
         else:
             result = run_scenario(loaded, seed=seed, out=target, transport="memory" if memory else "wire")
     except OutageError as exc:
@@ -234,7 +248,9 @@ def run(
         sys.stdout.write(json.dumps(result.summary(), indent=2) + "\n")
     else:
         render(result, out)
-    err.print(f"results: {target}/messages.csv, summary.json, events.jsonl, timeline.json", highlight=False, soft_wrap=True)
+    err.print(
+        f"results: {target}/messages.csv, summary.json, events.jsonl, timeline.json", highlight=False, soft_wrap=True
+    )
     tables = err if as_json else out
     outcomes = result.thresholds()
     _print_lines(tables, format_outcomes(outcomes), heading="Thresholds" if outcomes else None)
@@ -245,7 +261,11 @@ def run(
     elif golden is not None and expected is not None:
         diff = differences(expected, comparable(result.summary()))
         mismatch = bool(diff)
-        lines = [f"✗ summary differs from {golden}:", *(f"    {d}" for d in diff)] if diff else [f"✓ summary matches {golden}"]
+        lines = (
+            [f"✗ summary differs from {golden}:", *(f"    {d}" for d in diff)]
+            if diff
+            else [f"✓ summary matches {golden}"]
+        )
         _print_lines(tables, lines)
     if report:
         try:
@@ -265,15 +285,17 @@ def _print_lines(console: Console, lines: list[str], heading: str | None = None)
     if heading:
         console.print(heading, style="bold", highlight=False)
     for line in lines:
-        console.print(line, style="red" if line.lstrip().startswith("✗") else None, markup=False, highlight=False, soft_wrap=True)
+        console.print(
+            line, style="red" if line.lstrip().startswith("✗") else None, markup=False, highlight=False, soft_wrap=True
+        )
 
 
 @app.command()
 def check(
     scenario: Annotated[list[Path], typer.Argument(help="scenario YAML file(s) with thresholds or a golden summary")],
-    junit: Annotated[Optional[Path], typer.Option("--junit", help="write JUnit XML to this file")] = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="write JUnit XML to this file")] = None,
     memory: Annotated[bool, typer.Option("--memory", help="in-memory transport, no sockets")] = False,
-    seed: Annotated[Optional[int], typer.Option(help="override the scenarios' seeds")] = None,
+    seed: Annotated[int | None, typer.Option(help="override the scenarios' seeds")] = None,
 ) -> None:
     """Run each SCENARIO and check its thresholds (and NAME.golden.json beside it, if any).
 
@@ -295,7 +317,9 @@ def check(
 
 
 @app.command("report")
-def report_command(results: Annotated[Path, typer.Argument(help="a results folder written by `smtp-outage run`")]) -> None:
+def report_command(
+    results: Annotated[Path, typer.Argument(help="a results folder written by `smtp-outage run`")],
+) -> None:
     """Write report.html and its figures (PNG) for an existing RESULTS folder."""
     from .report import write_report
 
@@ -332,7 +356,9 @@ def compare_command(
     for variant in results[1:]:
         cmp = compare(base, variant)
         if not cmp.same_messages:
-            out.print(f"{cmp.variant}: submits different messages than {cmp.baseline} (senders, traffic or seed differ); only totals compare")
+            out.print(
+                f"{cmp.variant}: submits different messages than {cmp.baseline} (senders, traffic or seed differ); only totals compare"
+            )
             continue
         out.print(
             f"{cmp.variant}: {cmp.saved} message(s) stranded, lost or bounced in {cmp.baseline} would have been delivered; "
@@ -355,8 +381,11 @@ def validate(scenario: Annotated[list[Path], typer.Argument(help="scenario YAML 
                 err.print(str(problem), markup=False, highlight=False, soft_wrap=True)
             failed = exc
             continue
-        out.print(f"{path}: ok ({loaded.name}: {len(loaded.servers)} server(s), {len(loaded.timeline)} timeline entries, "
-                  f"{sum(s.count for s in loaded.senders)} sending MTA(s))", highlight=False)
+        out.print(
+            f"{path}: ok ({loaded.name}: {len(loaded.servers)} server(s), {len(loaded.timeline)} timeline entries, "
+            f"{sum(s.count for s in loaded.senders)} sending MTA(s))",
+            highlight=False,
+        )
     if failed is not None:
         raise typer.Exit(exit_code(failed))
 

@@ -7,7 +7,7 @@ clock (with the UTC offset when a zone is set).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -40,7 +40,7 @@ class SimClock:
             return when.replace(tzinfo=None)
         if when.tzinfo is None:
             when = when.replace(tzinfo=self.zone)
-        return when.astimezone(timezone.utc)
+        return when.astimezone(UTC)
 
     def seconds(self, when: datetime) -> float:
         """Simulated seconds of a scenario timestamp."""

@@ -21,10 +21,6 @@ from typing import Any, Protocol
 
 import simpy
 
-from .faults import SessionPlan
-from .ledger import MessageRecord
-from .policies import Decision, Failure, FailureKind, MessageView, PolicyState, RetryPolicy, Stage, Timeouts
-from .routing import Resolver
 from .events import (
     AttemptEvent,
     CachedEvent,
@@ -36,6 +32,10 @@ from .events import (
     SubmitEvent,
     SuspendedEvent,
 )
+from .faults import SessionPlan
+from .ledger import MessageRecord
+from .policies import Decision, Failure, FailureKind, MessageView, PolicyState, RetryPolicy, Stage, Timeouts
+from .routing import Resolver
 from .transport import Outcome
 
 __all__ = ["Mta", "Job", "Couriers", "Keeper", "HostProbes", "deliver", "STAGE_ORDER", "charge"]
@@ -205,15 +205,15 @@ def deliver(c: Couriers, job: Job) -> Generator[simpy.Event, Any, None]:
         hosts = c.route(job)
         if not hosts:
             job.attempts += 1
-            failure = Failure.suspended(mta.relay_for or "", "no more preferred MX host to relay to")
+            nowhere = Failure.suspended(mta.relay_for or "", "no more preferred MX host to relay to")
             emit(
                 SuspendedEvent(
-                    **stamp(), message=r.message_id, sender=mta.name, server="", attempt=job.attempts, text=failure.text
+                    **stamp(), message=r.message_id, sender=mta.name, server="", attempt=job.attempts, text=nowhere.text
                 )
             )
-            job.last_error = failure.describe()
+            job.last_error = nowhere.describe()
             job.sync()
-            decision = mta.state.after_failure(job.view(), failure, env.now)
+            decision = mta.state.after_failure(job.view(), nowhere, env.now)
             continue
         for n, host in enumerate(hosts):
             job.attempts += 1

@@ -22,7 +22,7 @@ from .bridge import Bridge
 from .clock import SimClock
 from .delivery import Couriers, HostProbes, Job, Mta, deliver, with_client_timeouts
 from .errors import RunError
-from .events import AcceptedEvent, BounceEvent, EventLog, RelayedEvent, ReplyEvent, WarningEvent
+from .events import AcceptedEvent, BounceEvent, Event, EventLog, RelayedEvent, ReplyEvent, WarningEvent
 from .faults import SessionPlan
 from .ledger import MessageRecord, finalize
 from .policies import Decision, build_policy
@@ -48,10 +48,10 @@ class _Keeper:
     def __init__(self, replay: Replay) -> None:
         self._clock = replay.clock
         self._stores = replay.stores
-        self._emit = replay.log.emit
-        self._stamp = replay.stamp
-        self._now = lambda: replay.env.now
-        self._content = replay.content
+        self._env = replay.env
+        self._emit: Callable[[Event], None] = replay.log.emit
+        self._stamp: Callable[[], dict[str, Any]] = replay.stamp
+        self._content: Callable[[MessageRecord], bytes] = replay.content
         self.notifications: list[dsn.Notification] = []
 
     def accepted(self, job: Job, server: str, outcome: Outcome) -> None:
@@ -79,7 +79,7 @@ class _Keeper:
                 )
             )
             return
-        now = self._now()
+        now = self._env.now
         if r.accepted_at is None:
             r.accepted_at, r.accepted_by = now, server
         self._emit(
@@ -98,7 +98,7 @@ class _Keeper:
         if job.relayed:
             assert job.mta.relay_for is not None
             self._stores.forwarded(job.mta.relay_for, r.message_id)  # leaves the relay's queue
-        r.bounced_at = self._now()
+        r.bounced_at = self._env.now
         r.bounce_status = decision.status
         r.bounce_reason = decision.bounce or ""
         self._emit(
@@ -138,7 +138,7 @@ class _Keeper:
         original = job.content or self._content(r)
         reporting = f"{job.mta.name}.example"
         diagnostic = job.last_error or "no attempt was made"
-        arrival, last = at(job.arrival), at(self._now())
+        arrival, last = at(job.arrival), at(self._env.now)
         note: dsn.Notification | None
         if decision.bounce is not None:
             note = dsn.bounce(
@@ -393,7 +393,8 @@ class Replay:
             for job in self.jobs:
                 self.env.process(self._guarded(couriers, job))
             end = self.clock.end
-            report = (lambda now: self.progress(now, end)) if self.progress else None
+            progress = self.progress
+            report = (lambda now: progress(now, end)) if progress is not None else None
             await self.bridge.drive(end, self._before_flush, self._after_flush, report)
         finally:
             for wire in self.wire.values():
@@ -421,4 +422,3 @@ class Replay:
             notifications=self.keeper.notifications,
             policies=policies,
         )
-

@@ -59,13 +59,18 @@ def differences(expected: Any, actual: Any, path: str = "") -> list[str]:
                 out.append(f"{sub}: not expected, got {_show(actual[i])}")
             else:
                 out += differences(expected[i], actual[i], sub)
-    elif expected != actual or type(expected) is not type(actual) and not _numbers(expected, actual):
+    elif expected != actual or (type(expected) is not type(actual) and not _numbers(expected, actual)):
         out.append(f"{path}: expected {_show(expected)}, got {_show(actual)}")
     return out
 
 
 def _numbers(a: Any, b: Any) -> bool:
-    return isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool)
+    return (
+        isinstance(a, (int, float))
+        and isinstance(b, (int, float))
+        and not isinstance(a, bool)
+        and not isinstance(b, bool)
+    )
 
 
 def load_golden(path: str | Path) -> dict[str, Any]:
@@ -74,7 +79,9 @@ def load_golden(path: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ScenarioError([Problem(str(path), None, "", "no such golden file; write it with --update-golden")]) from None
+        raise ScenarioError(
+            [Problem(str(path), None, "", "no such golden file; write it with --update-golden")]
+        ) from None
     except (OSError, ValueError) as exc:
         raise ScenarioError([Problem(str(path), None, "", f"cannot read the golden file: {exc}")]) from None
     if not isinstance(data, dict):

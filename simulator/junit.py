@@ -24,7 +24,14 @@ def _suite(check: CheckResult) -> ET.Element:
     tests = failures = errors = 0
     if check.error is not None:
         tests, errors = 1, 1
-        case = ET.SubElement(suite, "testcase", classname=classname, name="load and run", file=str(check.path), time=f"{check.seconds:.3f}")
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=classname,
+            name="load and run",
+            file=str(check.path),
+            time=f"{check.seconds:.3f}",
+        )
         kind = "bad input" if isinstance(check.error, ScenarioError) else "run error"
         first = str(check.error).splitlines()[0] if str(check.error) else kind
         error = ET.SubElement(case, "error", type=type(check.error).__name__, message=f"{kind}: {first}")
@@ -39,14 +46,28 @@ def _suite(check: CheckResult) -> ET.Element:
         case = ET.SubElement(suite, "testcase", attrs)
         if not outcome.ok:
             failures += 1
-            failure = ET.SubElement(case, "failure", type="threshold", message=f"{t.key} {t.expression}: observed {outcome.shown}")
+            failure = ET.SubElement(
+                case, "failure", type="threshold", message=f"{t.key} {t.expression}: observed {outcome.shown}"
+            )
             failure.text = f"{outcome.where}: threshold {t.key}: {t.expression} breached, observed {outcome.shown}"
     if check.golden is not None:
         tests += 1
-        case = ET.SubElement(suite, "testcase", classname=classname, name=f"golden summary {check.golden.name}", file=str(check.path), time="0")
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=classname,
+            name=f"golden summary {check.golden.name}",
+            file=str(check.path),
+            time="0",
+        )
         if check.golden_diff:
             failures += 1
-            failure = ET.SubElement(case, "failure", type="golden", message=f"summary differs from {check.golden} in {len(check.golden_diff)} value(s)")
+            failure = ET.SubElement(
+                case,
+                "failure",
+                type="golden",
+                message=f"summary differs from {check.golden} in {len(check.golden_diff)} value(s)",
+            )
             failure.text = "\n".join(check.golden_diff)
     out = ET.SubElement(suite, "system-out")
     out.text = "\n".join(check.lines())

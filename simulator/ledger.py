@@ -24,7 +24,6 @@ from .store import Holding
 __all__ = ["STATES", "MessageRecord", "finalize"]
 
 
-
 @dataclass(slots=True)
 class MessageRecord:
     """One message's life, filled in by the engine as it happens."""
@@ -66,11 +65,10 @@ def finalize(records: list[MessageRecord], holdings: dict[str, Holding], submitt
             r.final_state, r.final_at = "bounced", r.bounced_at
         else:
             r.final_state, r.final_at = "queued", None
-    counts = Counter({state: 0 for state in STATES})
+    counts = Counter(dict.fromkeys(STATES, 0))
     counts.update(r.final_state for r in records)
     if len(known) != len(records) or sum(counts.values()) != submitted or len(counts) != len(STATES):
         raise ConservationError(
-            f"final states add up to {sum(counts.values())} for {submitted} messages submitted "
-            f"({dict(counts)})"
+            f"final states add up to {sum(counts.values())} for {submitted} messages submitted ({dict(counts)})"
         )
     return counts

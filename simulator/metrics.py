@@ -25,8 +25,8 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+from .ledger import MessageRecord
 from .schema.incident import (
     MARK_TYPES,
     UP,
@@ -66,14 +66,14 @@ __all__ = [
 
 
 # ---------------------------------------------------------------- per message
-def delivery_delay(record: Any) -> float | None:
+def delivery_delay(record: MessageRecord) -> float | None:
     """Seconds from submission to the first 250 (the sender's queue time); ``None`` if never accepted."""
     if record.accepted_at is None:
         return None
     return record.accepted_at - record.submitted_at
 
 
-def availability_delay(record: Any) -> float | None:
+def availability_delay(record: MessageRecord) -> float | None:
     """Seconds from submission until the message sat on a live disk at the end; ``None`` unless delivered.
 
     Larger than the delivery delay for mail that was accepted, lost with a
@@ -84,14 +84,14 @@ def availability_delay(record: Any) -> float | None:
     return record.final_at - record.submitted_at
 
 
-def left_queue_at(record: Any) -> float | None:
+def left_queue_at(record: MessageRecord) -> float | None:
     """When the message left its sender's queue (accepted or bounced); ``None`` if still queued."""
     if record.accepted_at is not None:
         return record.accepted_at
     return record.bounced_at
 
 
-def in_queue_before(record: Any, t: float) -> bool:
+def in_queue_before(record: MessageRecord, t: float) -> bool:
     """True if the message was waiting in its sender's queue just before instant *t*."""
     if record.submitted_at >= t:
         return False
@@ -132,7 +132,9 @@ def describe(values: Sequence[float]) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------- queues
-def queue_depth(records: Iterable[Any], key: Callable[[Any], str] = lambda r: r.group) -> dict[str, list[tuple[float, int]]]:
+def queue_depth(
+    records: Iterable[MessageRecord], key: Callable[[MessageRecord], str] = lambda r: r.group
+) -> dict[str, list[tuple[float, int]]]:
     """Messages waiting in sender queues over time, per *key* (the sender group by default).
 
     Each series is a step function: ``(t, depth)`` points, depth holding from
@@ -168,10 +170,10 @@ def qshape_buckets(oldest_seconds: float, *, first: int = 5, count: int = 10) ->
 
 
 def qshape(
-    records: Iterable[Any],
+    records: Iterable[MessageRecord],
     t: float,
     buckets: Sequence[int] = QSHAPE_MINUTES,
-    key: Callable[[Any], str] = lambda r: r.group,
+    key: Callable[[MessageRecord], str] = lambda r: r.group,
 ) -> dict[str, list[int]]:
     """Queue ages just before instant *t*, like Postfix's ``qshape``.
 
@@ -237,7 +239,7 @@ def _drain_time(leaves: list[float | None], at: float, until: float, share: floa
     return done[need - 1] - at
 
 
-def relay_backlog(record: Any, t: float, relays: frozenset[str], relay_left: Mapping[str, float]) -> bool:
+def relay_backlog(record: MessageRecord, t: float, relays: frozenset[str], relay_left: Mapping[str, float]) -> bool:
     """True if the message sat on a backup MX, not yet passed on, just before instant *t*."""
     if record.accepted_by not in relays or record.accepted_at is None or record.accepted_at >= t:
         return False
@@ -245,7 +247,7 @@ def relay_backlog(record: Any, t: float, relays: frozenset[str], relay_left: Map
     return left is None or left >= t
 
 
-def stopped_waiting_at(record: Any, relays: frozenset[str], relay_left: Mapping[str, float]) -> float | None:
+def stopped_waiting_at(record: MessageRecord, relays: frozenset[str], relay_left: Mapping[str, float]) -> float | None:
     """When the message stopped waiting for its server: accepted by a non-relay, forwarded by a relay, or bounced."""
     if record.accepted_by in relays:
         return relay_left.get(record.message_id)
@@ -253,10 +255,10 @@ def stopped_waiting_at(record: Any, relays: frozenset[str], relay_left: Mapping[
 
 
 def recovery_storms(
-    records: Iterable[Any],
+    records: Iterable[MessageRecord],
     attempts: Iterable[tuple[float, str]],
     intervals: dict[str, list[Interval]],
-    destination: Callable[[Any], str],
+    destination: Callable[[MessageRecord], str],
     relays: frozenset[str] = frozenset(),
     relay_left: Mapping[str, float] | None = None,
 ) -> list[Storm]:
@@ -277,7 +279,9 @@ def recovery_storms(
     for at, server in recoveries(intervals):
         until = next((iv.end for iv in intervals[server] if iv.start == at), at)
         times = by_server.get(server, [])
-        per_minute: Counter[int] = Counter(int((t - at) // 60) for t in times[bisect_left(times, at): bisect_left(times, until)])
+        per_minute: Counter[int] = Counter(
+            int((t - at) // 60) for t in times[bisect_left(times, at) : bisect_left(times, until)]
+        )
         mine = [r for r in records if destination(r) == server]
         queued = [r for r in mine if in_queue_before(r, at)]
         held = [r for r in mine if relay_backlog(r, at, relays, relay_left)]

@@ -54,7 +54,11 @@ class CheckResult:
         if not checks:
             return [f"{head}: nothing to check (no thresholds, no golden summary beside it)"]
         noun = "check" if checks == 1 else "checks"
-        out = [f"{head}: {failed} of {checks} {noun} failed" if failed else f"{head}: {'all ' if checks > 1 else ''}{checks} {noun} passed"]
+        out = [
+            f"{head}: {failed} of {checks} {noun} failed"
+            if failed
+            else f"{head}: {'all ' if checks > 1 else ''}{checks} {noun} passed"
+        ]
         out += [f"  {line}" for line in format_outcomes(self.outcomes)]
         if self.golden is not None:
             if self.golden_diff:
@@ -77,7 +81,9 @@ def declares_checks(path: Path) -> bool:
     return any(line.startswith("thresholds:") for line in text.splitlines())
 
 
-def check_scenario(path: str | Path, *, transport: str = "wire", seed: int | None = None, golden: Path | None = None) -> CheckResult:
+def check_scenario(
+    path: str | Path, *, transport: str = "wire", seed: int | None = None, golden: Path | None = None
+) -> CheckResult:
     """Run the scenario at *path* and check its thresholds and golden summary.
 
     *golden* defaults to ``name.golden.json`` beside the scenario, when it

@@ -83,7 +83,9 @@ class RunResult:
         return sum(r.connections for r in self.records)
 
 
-def _rows(records: Iterable[MessageRecord], clock: SimClock, window_of: Callable[[float], str]) -> Iterator[tuple[Any, ...]]:
+def _rows(
+    records: Iterable[MessageRecord], clock: SimClock, window_of: Callable[[float], str]
+) -> Iterator[tuple[Any, ...]]:
     iso = clock.iso
     for r in records:
         yield (
@@ -118,7 +120,9 @@ def messages_csv(records: Iterable[MessageRecord], clock: SimClock, window_of: C
     return buf.getvalue()
 
 
-def write_messages(path: Path, records: Iterable[MessageRecord], clock: SimClock, window_of: Callable[[float], str]) -> None:
+def write_messages(
+    path: Path, records: Iterable[MessageRecord], clock: SimClock, window_of: Callable[[float], str]
+) -> None:
     """Write ``messages.csv``."""
     path.write_text(messages_csv(records, clock, window_of), encoding="utf-8")
 

@@ -221,4 +221,3 @@ def to_json(outcomes: list[Outcome]) -> list[dict[str, Any]]:
         }
         for o in outcomes
     ]
-

@@ -67,11 +67,17 @@ def _backup(scene: Scene, name: str, ok: bool, note: str, scheduled: bool = Fals
     stores = scene.stores
     if ok and stores.has_disk(name):
         snap = stores.backup(name, scene.env.now)
-        scene.emit(ev.BackupEvent(**scene.stamp(), server=name, ok=True, messages=len(snap.mail), scheduled=scheduled, note=note))
+        scene.emit(
+            ev.BackupEvent(
+                **scene.stamp(), server=name, ok=True, messages=len(snap.mail), scheduled=scheduled, note=note
+            )
+        )
     else:
         reason = "failed" if not ok else "no working disk"
         scene.emit(
-            ev.BackupEvent(**scene.stamp(), server=name, ok=False, messages=0, scheduled=scheduled, reason=reason, note=note)
+            ev.BackupEvent(
+                **scene.stamp(), server=name, ok=False, messages=0, scheduled=scheduled, reason=reason, note=note
+            )
         )
 
 

@@ -26,7 +26,9 @@ def make_scenario(**changes: Any) -> Scenario:
     return Scenario.model_validate(data)
 
 
-def sender(name: str, policy: Any, at: list[str] | None = None, rate: str | None = None, count: int = 1, **traffic: Any) -> dict[str, Any]:
+def sender(
+    name: str, policy: Any, at: list[str] | None = None, rate: str | None = None, count: int = 1, **traffic: Any
+) -> dict[str, Any]:
     """A sender group entry with explicit arrival times or a Poisson rate."""
     t: dict[str, Any] = dict(traffic)
     if at is not None:

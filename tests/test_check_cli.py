@@ -91,7 +91,20 @@ def test_missing_golden_file_is_bad_input(tmp_path):
 def test_golden_beside_the_scenario_is_checked_by_check(tmp_path):
     scenario = tmp_path / "s.yaml"
     shutil.copy(PASSING, scenario)
-    assert invoke("run", scenario, "--memory", "--no-report", "--out", tmp_path / "o", "--golden", tmp_path / "s.golden.json", "--update-golden").exit_code == 0
+    assert (
+        invoke(
+            "run",
+            scenario,
+            "--memory",
+            "--no-report",
+            "--out",
+            tmp_path / "o",
+            "--golden",
+            tmp_path / "s.golden.json",
+            "--update-golden",
+        ).exit_code
+        == 0
+    )
     assert "✓ golden summary matches" in invoke("check", scenario, "--memory").stdout
     scenario.write_text(scenario.read_text().replace("seed: 5", "seed: 6"))
     result = invoke("check", scenario, "--memory")

@@ -22,7 +22,9 @@ def test_atnex_mitigations_save_stranded_and_bounced_mail():
     # hourly backups leave at most an hour of mail on the failed disk.
     assert mitigated.counts["bounced"] == 0
     assert mitigated.counts["stranded"] < 15
-    assert result.saved == result.moves.get(("bounced", "delivered"), 0) + result.moves.get(("stranded", "delivered"), 0)
+    assert result.saved == result.moves.get(("bounced", "delivered"), 0) + result.moves.get(
+        ("stranded", "delivered"), 0
+    )
     assert result.saved >= original.counts["bounced"] + original.counts["stranded"] - mitigated.counts["stranded"] - 5
     assert result.worse == 0
     # The backup MX really took mail during the outages and relayed it on.
@@ -51,7 +53,9 @@ def test_cli_compare_names_what_the_variant_saves(tmp_path):
     fast.write_text(SMALL.format(name="fast", restore="13:00"))
     proc = subprocess.run(
         [sys.executable, "-m", "simulator", "compare", str(slow), str(fast), "--memory"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert "fast: " in proc.stdout and "would have been delivered" in proc.stdout

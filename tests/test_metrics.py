@@ -25,11 +25,26 @@ from simulator.metrics import (
 H = 3600.0
 
 
-def record(n: int, submitted: float, state: str = "delivered", accepted: float | None = None, bounced: float | None = None,
-           final: float | None = None, group: str = "postfix") -> MessageRecord:
+def record(
+    n: int,
+    submitted: float,
+    state: str = "delivered",
+    accepted: float | None = None,
+    bounced: float | None = None,
+    final: float | None = None,
+    group: str = "postfix",
+) -> MessageRecord:
     return MessageRecord(
-        message_id=f"m{n}", sender=f"{group}-1", group=group, policy=group, originator="a@x", recipient="b@example.com",
-        submitted_at=submitted, accepted_at=accepted, bounced_at=bounced, final_state=state,
+        message_id=f"m{n}",
+        sender=f"{group}-1",
+        group=group,
+        policy=group,
+        originator="a@x",
+        recipient="b@example.com",
+        submitted_at=submitted,
+        accepted_at=accepted,
+        bounced_at=bounced,
+        final_state=state,
         final_at=final if final is not None else (accepted if accepted is not None else bounced),
     )
 
@@ -93,7 +108,10 @@ def test_windows_derived_from_the_atnex_timeline_are_the_post_mortems():
     derived = incident_windows(marks, {"mail": "up"}, clock.end, lambda t: clock.datetime_at(t).strftime("%H:%M %m/%d"))
     assert [label for label, _, _ in derived] == ATNEX_WINDOWS
     # Same boundaries as the windows the scenario declares from the post-mortem's text.
-    declared = [(0.0 if w.start == "start" else clock.seconds(w.start), clock.end if w.end == "end" else clock.seconds(w.end)) for w in scenario.windows]
+    declared = [
+        (0.0 if w.start == "start" else clock.seconds(w.start), clock.end if w.end == "end" else clock.seconds(w.end))
+        for w in scenario.windows
+    ]
     assert [(lo, hi) for _, lo, hi in derived] == declared
 
 
@@ -103,7 +121,11 @@ def test_windows_name_the_server_when_there_are_several():
         {"t": 200.0, "type": "server", "server": "mx1", "state": "up"},
     ]
     labels = [w[0] for w in incident_windows(marks, {"mx1": "up", "mx2": "up"}, 1000.0, lambda t: f"t{t:g}")]
-    assert labels == ["sent before the mx1 outage at t100", "sent while mx1 was down, t100 to t200", "sent after mx1's recovery at t200"]
+    assert labels == [
+        "sent before the mx1 outage at t100",
+        "sent while mx1 was down, t100 to t200",
+        "sent after mx1's recovery at t200",
+    ]
     assert incident_windows([], {"mx": "up"}, 50.0, str) == [("all mail", 0.0, 50.0)]
 
 
@@ -121,7 +143,10 @@ def test_server_and_disk_intervals_follow_the_marks():
 
 
 def test_recovery_storm_measures_peak_load_and_backlog_drain():
-    marks = [{"t": H, "type": "server", "server": "mx", "state": "refuse"}, {"t": 2 * H, "type": "server", "server": "mx", "state": "up"}]
+    marks = [
+        {"t": H, "type": "server", "server": "mx", "state": "refuse"},
+        {"t": 2 * H, "type": "server", "server": "mx", "state": "up"},
+    ]
     intervals = server_intervals(marks, {"mx": "up"}, 10 * H)
     records = [record(i, H + i, accepted=2 * H + 60 * i) for i in range(10)]  # accepted 0..9 min after recovery
     records.append(record(99, 3 * H, accepted=3 * H))  # new mail, not backlog

@@ -40,8 +40,8 @@ def relay_scenario(**changes):
     (age 10m) -> 01:50 (age 20m, next not before 02:09:59) -> 02:10, accepted
     by the primary.
     """
-    base = dict(
-        servers=[
+    base = {
+        "servers": [
             {"name": "primary", "domains": ["atnex.example"], "preference": 10, "initially": "refuse"},
             {
                 "name": "backup",
@@ -51,15 +51,15 @@ def relay_scenario(**changes):
                 "relay": {"policy": "postfix"},
             },
         ],
-        timeline=[
+        "timeline": [
             {"at": "2011-10-26 01:15", "server": "backup", "event": "up"},
             {"at": "2011-10-26 02:00", "server": "primary", "event": "up"},
         ],
-        senders=[
+        "senders": [
             sender("a", {"retry": "1h", "lifetime": "1d"}, at=["2011-10-26 01:00"]),
             sender("b", {"retry": "1h", "lifetime": "1d"}, at=["2011-10-26 01:30"]),
         ],
-    )
+    }
     base.update(changes)
     return make_scenario(**base)
 
@@ -127,7 +127,10 @@ def test_two_settings_of_one_preset_are_two_policies(tmp_path):
             sender("long", long_policy, at=["2011-10-26 00:00"]),
             sender("short", short_policy, at=["2011-10-26 00:00"]),
         ],
-        thresholds={f'bounced{{policy:"{short_label}"}}': ["count==1"], "bounced{policy:postfix(delay_warning_time=4h)}": ["count==0"]},
+        thresholds={
+            f'bounced{{policy:"{short_label}"}}': ["count==1"],
+            "bounced{policy:postfix(delay_warning_time=4h)}": ["count==0"],
+        },
     )
     run = run_scenario(scenario, transport="memory", out=tmp_path)
     by_group = {r.group: r for r in run.records}
@@ -160,13 +163,16 @@ def test_events_file_reads_the_same_whatever_its_json_spacing(tmp_path):
     compact = list(read_events(tmp_path / "events.jsonl"))
     spaced = tmp_path / "spaced.jsonl"
     spaced.write_text(
-        "".join(json.dumps(json.loads(line), indent=None) + "\n" for line in (tmp_path / "events.jsonl").read_text().splitlines())
+        "".join(
+            json.dumps(json.loads(line), indent=None) + "\n"
+            for line in (tmp_path / "events.jsonl").read_text().splitlines()
+        )
     )
     assert ", " in spaced.read_text() and list(read_events(spaced)) == compact
     attempts = [e for e in compact if isinstance(e, AttemptEvent)]
-    assert len(attempts) == sum(r.connections for r in run.records) + len(
-        [e for e in compact if e.type == "relayed"]
-    ) + 4  # the backup's forwards of B: four refused (01:30, 01:35, 01:40, 01:50), one relayed at 02:10
+    assert (
+        len(attempts) == sum(r.connections for r in run.records) + len([e for e in compact if e.type == "relayed"]) + 4
+    )  # the backup's forwards of B: four refused (01:30, 01:35, 01:40, 01:50), one relayed at 02:10
     # A rewritten file reports the same storms.
     (tmp_path / "events.jsonl").write_text(spaced.read_text())
     assert load_results(tmp_path).analysis.recoveries == run.analysis.recoveries

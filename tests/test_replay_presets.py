@@ -18,7 +18,9 @@ REFUSING = [{"name": "mx", "domains": ["atnex.example"], "initially": "refuse"}]
 
 
 async def test_exchange_makes_its_295_attempts_and_returns_the_message_at_48h(tmp_path):
-    scenario = make_scenario(**DOWN_ALL_WEEK, servers=REFUSING, senders=[sender("ex", "exchange", at=["2011-10-26 00:00"])])
+    scenario = make_scenario(
+        **DOWN_ALL_WEEK, servers=REFUSING, senders=[sender("ex", "exchange", at=["2011-10-26 00:00"])]
+    )
     result = await run_scenario_async(scenario, out=tmp_path)
     (record,) = result.records
     assert record.attempts == record.connections == 295  # retry-policies.md section 5
@@ -30,7 +32,10 @@ async def test_exchange_makes_its_295_attempts_and_returns_the_message_at_48h(tm
         notes = list(box)
     finally:
         box.close()
-    assert [n["Subject"] for n in notes] == ["Delayed Mail (still being retried)", "Undelivered Mail Returned to Sender"]
+    assert [n["Subject"] for n in notes] == [
+        "Delayed Mail (still being retried)",
+        "Undelivered Mail Returned to Sender",
+    ]
     assert all(n["To"] == record.originator for n in notes)
     report = email.message_from_bytes(notes[1].as_bytes())
     assert report.get_content_type() == "multipart/report"
@@ -57,8 +62,10 @@ async def test_exim_host_retry_state_is_shared_so_later_messages_wait_for_the_ho
     assert shared.connections < separate.connections
     # Messages that arrive while the host is in retry wait are not tried on arrival.
     tries = ("attempt", "cached", "suspended")
-    first_tries = [next(e for e in shared.events if e.type in tries and e.message == r.message_id) for r in shared.records]
-    assert [e.t > r.submitted_at for e, r in zip(first_tries, shared.records)][1:] == [True] * 4
+    first_tries = [
+        next(e for e in shared.events if e.type in tries and e.message == r.message_id) for r in shared.records
+    ]
+    assert [e.t > r.submitted_at for e, r in zip(first_tries, shared.records, strict=False)][1:] == [True] * 4
     # The cutoff counts from the host's first failure, not the message's arrival: all bounce together.
     assert len({r.bounced_at for r in shared.records}) == 1
     assert len({r.bounced_at for r in separate.records}) > 1  # each host record has its own cutoff
@@ -69,9 +76,13 @@ async def test_exim_host_retry_state_is_shared_so_later_messages_wait_for_the_ho
 
 async def test_postfix_dead_destination_defers_without_connecting():
     burst = ["2011-10-26 00:00"] * 6
-    together = make_scenario(**DOWN_ALL_WEEK, servers=REFUSING, senders=[sender("pf", "postfix", at=[*burst, "2011-10-26 00:01"])])
+    together = make_scenario(
+        **DOWN_ALL_WEEK, servers=REFUSING, senders=[sender("pf", "postfix", at=[*burst, "2011-10-26 00:01"])]
+    )
     apart = make_scenario(
-        **DOWN_ALL_WEEK, servers=REFUSING, senders=[sender(f"pf{i}", "postfix", at=[when]) for i, when in enumerate([*burst, "2011-10-26 00:01"])]
+        **DOWN_ALL_WEEK,
+        servers=REFUSING,
+        senders=[sender(f"pf{i}", "postfix", at=[when]) for i, when in enumerate([*burst, "2011-10-26 00:01"])],
     )
     result = await run_scenario_async(together)
     separate = await run_scenario_async(apart, transport="memory")

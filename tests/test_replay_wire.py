@@ -92,10 +92,15 @@ async def test_recovered_disk_delivers_stranded_mail_late_and_lost_disk_loses_it
     ]
     senders = [sender("s", HOURLY_FOR_A_DAY, at=["2011-10-26 11:00"])]
     recovered = await run_scenario_async(
-        make_scenario(timeline=[*base_timeline, {"at": "2011-10-27 09:00", "server": "mx", "event": "recover-disk"}], senders=senders)
+        make_scenario(
+            timeline=[*base_timeline, {"at": "2011-10-27 09:00", "server": "mx", "event": "recover-disk"}],
+            senders=senders,
+        )
     )
     lost = await run_scenario_async(
-        make_scenario(timeline=[*base_timeline, {"at": "2011-10-27 09:00", "server": "mx", "event": "disk-lost"}], senders=senders)
+        make_scenario(
+            timeline=[*base_timeline, {"at": "2011-10-27 09:00", "server": "mx", "event": "disk-lost"}], senders=senders
+        )
     )
     (r1,) = recovered.records
     (r2,) = lost.records

@@ -9,7 +9,9 @@ from .conftest import make_scenario, sender
 
 def test_turned_away_counts_421s_from_a_capacity_limit_per_server():
     scenario = make_scenario(
-        timeline=[{"at": "2011-10-26 00:00", "server": "mx", "event": "fault", "fault": {"kind": "capacity", "sessions": 2}}],
+        timeline=[
+            {"at": "2011-10-26 00:00", "server": "mx", "event": "fault", "fault": {"kind": "capacity", "sessions": 2}}
+        ],
         senders=[sender("s", {"retry": "10m", "lifetime": "1d"}, at=["2011-10-26 01:00"] * 5)],
         thresholds={"turned_away": ["count==4"], "turned_away{server:mx}": ["count<3"]},
     )

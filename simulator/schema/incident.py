@@ -15,6 +15,7 @@ same windows and intervals:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -101,10 +102,12 @@ def _ordered(marks: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted((m for m in marks if m.get("type") in MARK_TYPES), key=lambda m: m["t"])
 
 
-def _intervals(changes: Iterable[tuple[str, float, str]], initial: dict[str, str], end: float) -> dict[str, list[Interval]]:
+def _intervals(
+    changes: Iterable[tuple[str, float, str]], initial: dict[str, str], end: float
+) -> dict[str, list[Interval]]:
     """Fold ``(server, t, new state)`` changes, in time order, into each server's intervals over ``[0, end)``."""
     state = dict(initial)
-    since = {name: 0.0 for name in state}
+    since = dict.fromkeys(state, 0.0)
     out: dict[str, list[Interval]] = {name: [] for name in state}
     for name, t, new in changes:
         if name not in state or new == state[name]:
@@ -130,7 +133,7 @@ _DISK_STATE = {"crash": "failed", "disk_recovered": "live", "restore": "live"}
 def disk_intervals(marks: Iterable[dict[str, Any]], servers: Iterable[str], end: float) -> dict[str, list[Interval]]:
     """Each server's current disk over ``[0, end)``: ``live`` or ``failed`` (between a crash and a recovery or restore)."""
     changes = ((m["server"], m["t"], _DISK_STATE[m["type"]]) for m in _ordered(marks) if m["type"] in _DISK_STATE)
-    return _intervals(changes, {name: "live" for name in servers}, end)
+    return _intervals(changes, dict.fromkeys(servers, "live"), end)
 
 
 def outages(intervals: dict[str, list[Interval]]) -> list[tuple[str, Interval]]:
@@ -143,7 +146,7 @@ def recoveries(intervals: dict[str, list[Interval]]) -> list[tuple[float, str]]:
     """``(t, server)`` for every moment a server that was down accepts mail again."""
     found = []
     for name, ivs in intervals.items():
-        for before, after in zip(ivs, ivs[1:]):
+        for before, after in itertools.pairwise(ivs):
             if before.state != UP and after.state == UP:
                 found.append((after.start, name))
     return sorted(found)
@@ -166,7 +169,7 @@ def incident_windows(
     """
     several = len(initial) > 1
     state = dict(initial)
-    last_good: dict[str, float | None] = {name: None for name in initial}
+    last_good: dict[str, float | None] = dict.fromkeys(initial)
     cuts: dict[float, tuple[int, str, str]] = {}
 
     def cut(t: float, rank: int, kind: str, server: str) -> None:
@@ -178,8 +181,9 @@ def incident_windows(
         if name not in state:
             continue
         if m["type"] == "crash":
-            if last_good[name] is not None:
-                cut(last_good[name], 3, "backup", name)
+            good = last_good[name]
+            if good is not None:
+                cut(good, 3, "backup", name)
             last_good[name] = None
         elif m["type"] == "restore":
             last_good[name] = None
@@ -213,12 +217,14 @@ def incident_windows(
 
     points = [0.0, *sorted(cuts), end]
     out = []
-    for lo, hi in zip(points, points[1:]):
+    for lo, hi in itertools.pairwise(points):
         names = down_at(lo)
         if names and (not several or len(names) == len(initial)):
             label = f"sent during the outage, {fmt(lo)} to {fmt(hi)}"
         elif names:
-            label = f"sent while {' and '.join(names)} {'was' if len(names) == 1 else 'were'} down, {fmt(lo)} to {fmt(hi)}"
+            label = (
+                f"sent while {' and '.join(names)} {'was' if len(names) == 1 else 'were'} down, {fmt(lo)} to {fmt(hi)}"
+            )
         elif lo == 0.0:
             label = f"sent before {said(hi)}"
         elif hi == end:

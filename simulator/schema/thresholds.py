@@ -59,7 +59,6 @@ __all__ = [
 ]
 
 
-
 @dataclass(frozen=True)
 class Metric:
     """A measurable quantity: ``kind`` is counter, rate or trend; ``unit`` says how to read values."""
@@ -87,11 +86,41 @@ def _catalogue() -> dict[str, Metric]:
         Metric("delivery_delay", "trend", "duration", "submission to the first 250, accepted messages"),
         Metric("availability_delay", "trend", "duration", "submission to readable on a live disk, delivered messages"),
         Metric("attempts_per_message", "trend", "number", "delivery attempts per message"),
-        Metric("recovery_peak_attempts", "trend", "number", "the most SMTP sessions in one simulated minute while a recovery's backlog drains", True),
-        Metric("recovery_drain_time", "trend", "duration", "time after a recovery until its whole backlog left the queues", True),
-        Metric("recovery_backlog", "trend", "number", "messages waiting for a server when it came back, in senders' queues and on backup MX hosts", True),
-        Metric("recovery_backlog_senders", "trend", "number", "messages waiting in senders' queues when a server came back", True),
-        Metric("recovery_backlog_relays", "trend", "number", "messages held on backup MX hosts for a server when it came back", True),
+        Metric(
+            "recovery_peak_attempts",
+            "trend",
+            "number",
+            "the most SMTP sessions in one simulated minute while a recovery's backlog drains",
+            True,
+        ),
+        Metric(
+            "recovery_drain_time",
+            "trend",
+            "duration",
+            "time after a recovery until its whole backlog left the queues",
+            True,
+        ),
+        Metric(
+            "recovery_backlog",
+            "trend",
+            "number",
+            "messages waiting for a server when it came back, in senders' queues and on backup MX hosts",
+            True,
+        ),
+        Metric(
+            "recovery_backlog_senders",
+            "trend",
+            "number",
+            "messages waiting in senders' queues when a server came back",
+            True,
+        ),
+        Metric(
+            "recovery_backlog_relays",
+            "trend",
+            "number",
+            "messages held on backup MX hosts for a server when it came back",
+            True,
+        ),
     ]
     return {m.name: m for m in found}
 
@@ -101,7 +130,12 @@ METRICS: dict[str, Metric] = _catalogue()
 
 AGGREGATIONS = {"counter": ("count",), "rate": ("rate",), "trend": ("avg", "min", "max", "med", "p(N)")}
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
-    "<=": operator.le, ">=": operator.ge, "==": operator.eq, "!=": operator.ne, "<": operator.lt, ">": operator.gt,
+    "<=": operator.le,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    ">": operator.gt,
 }
 TAGS = ("sender", "policy", "window", "server")
 
@@ -146,7 +180,9 @@ def parse_key(key: str) -> tuple[Metric, tuple[tuple[str, str], ...]]:
     """Split ``delivery_delay{sender:postfix}`` into its metric and tags."""
     match = _KEY.match(key)
     if not match:
-        raise ThresholdSyntaxError(f"cannot read {key!r}; write a metric name, optionally with tags: delivery_delay{{sender:postfix}}")
+        raise ThresholdSyntaxError(
+            f"cannot read {key!r}; write a metric name, optionally with tags: delivery_delay{{sender:postfix}}"
+        )
     name, body = match.group(1), match.group(2)
     if name not in METRICS:
         close = difflib.get_close_matches(name, METRICS, n=1)
@@ -158,7 +194,9 @@ def parse_key(key: str) -> tuple[Metric, tuple[tuple[str, str], ...]]:
         while pos < len(body) and body[pos:].strip():
             tag = _TAG.match(body, pos)
             if not tag or tag.end() == pos:
-                raise ThresholdSyntaxError(f"cannot read the tags in {key!r}; write {{tag:value}}, e.g. {{sender:postfix}} or {{window:\"label, with comma\"}}")
+                raise ThresholdSyntaxError(
+                    f'cannot read the tags in {key!r}; write {{tag:value}}, e.g. {{sender:postfix}} or {{window:"label, with comma"}}'
+                )
             tname = tag.group(1)
             value = next(v for v in tag.group(2, 3, 4) if v is not None)
             if tname not in TAGS:
@@ -179,7 +217,11 @@ def _aggregations(metric: Metric) -> str:
 def parse_expression(key: str, index: int, expression: str) -> Threshold:
     """Parse one expression (``p(95)<2h``) of the threshold *key*."""
     metric, tags = parse_key(key)
-    example = {"counter": "count==0", "rate": "rate>0.99", "trend": "p(95)<2h" if metric.unit == "duration" else "max<100"}[metric.kind]
+    example = {
+        "counter": "count==0",
+        "rate": "rate>0.99",
+        "trend": "p(95)<2h" if metric.unit == "duration" else "max<100",
+    }[metric.kind]
     match = _EXPR.match(expression) if isinstance(expression, str) else None
     if not match:
         raise ThresholdSyntaxError(
@@ -196,7 +238,7 @@ def parse_expression(key: str, index: int, expression: str) -> Threshold:
     allowed = AGGREGATIONS[metric.kind]
     if (agg if quantile is None else "p(N)") not in allowed:
         if metric.kind == "counter" and agg == "rate" and metric.name in STATES:
-            why = f"{metric.name} counts messages; for a fraction of messages use {metric.name}_ratio: [\"rate>0.99\"]"
+            why = f'{metric.name} counts messages; for a fraction of messages use {metric.name}_ratio: ["rate>0.99"]'
         else:
             why = f"{agg!r} does not apply to {metric.name} (a {metric.kind}); use {_aggregations(metric)}, e.g. {example}"
         raise ThresholdSyntaxError(why)
@@ -257,10 +299,17 @@ def threshold_problems(s: Any) -> list[tuple[tuple[Any, ...], str]]:
             errors.append((("thresholds", key), str(exc)))
             continue
         if not expressions:
-            errors.append((("thresholds", key), f"no expressions; write e.g. {key}: [\"{'count==0' if metric.kind == 'counter' else 'rate>0.99' if metric.kind == 'rate' else 'p(95)<2h'}\"]"))
+            errors.append(
+                (
+                    ("thresholds", key),
+                    f'no expressions; write e.g. {key}: ["{"count==0" if metric.kind == "counter" else "rate>0.99" if metric.kind == "rate" else "p(95)<2h"}"]',
+                )
+            )
         for tag, value in tags:
             if metric.recovery and tag != "server":
-                errors.append((("thresholds", key), f"{metric.name} is measured per recovery; only the server tag applies"))
+                errors.append(
+                    (("thresholds", key), f"{metric.name} is measured per recovery; only the server tag applies")
+                )
             elif tag == "window":
                 if find_window(windows, value) is None:
                     listed = "; ".join(f"{i} {label!r}" for i, (label, _, _) in enumerate(windows, 1))
@@ -268,7 +317,12 @@ def threshold_problems(s: Any) -> list[tuple[tuple[Any, ...], str]]:
             elif value not in known[tag]:
                 errors.append((("thresholds", key), f"no {tag} {value!r}; {tag}s are: {', '.join(known[tag])}"))
         if metric.recovery and not recovery:
-            errors.append((("thresholds", key), f"{metric.name} needs a recovery (a server coming back up), and the timeline has none"))
+            errors.append(
+                (
+                    ("thresholds", key),
+                    f"{metric.name} needs a recovery (a server coming back up), and the timeline has none",
+                )
+            )
         for i, expression in enumerate(expressions):
             try:
                 parse_expression(key, i, expression)
@@ -285,7 +339,6 @@ def find_window(windows: list[tuple[str, float, float]], value: str) -> tuple[st
     if value.isdigit() and 1 <= int(value) <= len(windows):
         return windows[int(value) - 1]
     return None
-
 
 
 def parse_all(s: Any) -> list[Threshold]:
