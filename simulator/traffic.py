@@ -8,32 +8,19 @@ others' traffic.
 
 from __future__ import annotations
 
-import csv
 import math
 import random
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from .clock import SimClock
-from .errors import Problem, ScenarioError
+from .errors import ScenarioError
 from .scenario import TrafficSpec
+from .schema.inputs import Arrival, read_traffic_csv
 
 __all__ = ["Arrival", "poisson_arrivals", "csv_arrivals", "BUSINESS_PROFILE"]
 
-BUSINESS_PROFILE = (
-    [0.2] * 7 + [0.6, 1.5, 2.0, 2.0, 1.8, 1.2, 1.8, 2.0, 1.8, 1.5, 1.0, 0.6] + [0.4] * 5
-)
+BUSINESS_PROFILE = [0.2] * 7 + [0.6, 1.5, 2.0, 2.0, 1.8, 1.2, 1.8, 2.0, 1.8, 1.5, 1.0, 0.6] + [0.4] * 5
 """Hourly weights of a working day: quiet nights, busy mornings and afternoons."""
-
-
-@dataclass(frozen=True, slots=True)
-class Arrival:
-    """One message entering a sender's queue."""
-
-    at: float
-    mta: int  #: index of the MTA within its sender group
-    rcpt_local: str
 
 
 def _profile(spec: TrafficSpec) -> list[float]:
@@ -71,44 +58,23 @@ def poisson_arrivals(
     return out
 
 
-def csv_arrivals(spec: TrafficSpec, clock: SimClock, base: Path | None, group: str, count: int) -> list[Arrival]:
+def csv_arrivals(
+    spec: TrafficSpec,
+    clock: SimClock,
+    base: Path | None,
+    group: str,
+    count: int,
+    *,
+    domain: str | None = None,
+) -> list[Arrival]:
     """Arrivals listed in a CSV file with columns ``at`` and optionally ``mta`` and ``rcpt``.
 
-    ``at`` is a timestamp in the scenario's clock; ``mta`` the 0-based MTA
-    index within the group (default 0). Errors name the file and line.
+    The file is read by ``simulator.schema.inputs.read_traffic_csv``, the
+    reader ``validate`` uses, so a file that validates is a file that runs.
+    *domain* is the group's destination domain (recipients' domains must
+    match it). Raises ``ScenarioError`` naming the file and line.
     """
-    assert spec.csv is not None
-    path = Path(spec.csv)
-    if not path.is_absolute() and base is not None:
-        path = base.parent / path
-    shown = str(path)
-    try:
-        handle = path.open(newline="", encoding="utf-8")
-    except OSError as exc:
-        raise ScenarioError([Problem(shown, None, "", f"cannot read traffic CSV: {exc.strerror or exc}")]) from None
-    problems: list[Problem] = []
-    out: list[Arrival] = []
-    with handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or "at" not in reader.fieldnames:
-            raise ScenarioError([Problem(shown, 1, "", "the header needs an 'at' column (and optionally mta, rcpt)")])
-        for row in reader:
-            line = reader.line_num
-            try:
-                when = datetime.fromisoformat((row.get("at") or "").strip())
-            except ValueError:
-                problems.append(Problem(shown, line, "at", f"expected a timestamp such as 2011-10-26 10:38, got {row.get('at')!r}"))
-                continue
-            t = clock.seconds(when)
-            if not 0 <= t <= clock.end:
-                problems.append(Problem(shown, line, "at", f"{when} is outside the scenario clock"))
-                continue
-            mta_text = (row.get("mta") or "0").strip()
-            if not mta_text.isdigit() or int(mta_text) >= count:
-                problems.append(Problem(shown, line, "mta", f"mta must be an index from 0 to {count - 1} for sender {group}, got {mta_text!r}"))
-                continue
-            rcpt = (row.get("rcpt") or f"user{line}").strip()
-            out.append(Arrival(at=float(math.floor(t)), mta=int(mta_text), rcpt_local=rcpt.partition("@")[0]))
-    if problems:
-        raise ScenarioError(problems)
-    return out
+    found = read_traffic_csv(spec, clock, base=base, group=group, count=count, domain=domain)
+    if found.problems:
+        raise ScenarioError(found.problems)
+    return found.arrivals

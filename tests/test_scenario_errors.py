@@ -52,14 +52,14 @@ def test_good_file_loads(tmp_path):
 
 def test_unknown_key_is_reported_at_its_line(tmp_path):
     path = write(tmp_path, GOOD.replace("    event: crash", "    event: crash\n    mdoe: refuse"))
-    assert problems(path) == [f"{path}:15: timeline.1.mdoe: unknown key (check its spelling; extra keys are not allowed)"]
+    assert problems(path) == [
+        f"{path}:15: timeline.1.mdoe: unknown key 'mdoe' (did you mean 'mode'?); the keys here are: at, server, note, event, mode"
+    ]
 
 
 def test_wrong_type_is_reported_at_its_line(tmp_path):
     path = write(tmp_path, GOOD.replace("  - name: s\n", "  - name: s\n    count: many\n"))
-    (line,) = problems(path)
-    assert line.startswith(f"{path}:17: senders.0.count: ")
-    assert "integer" in line
+    assert problems(path) == [f"{path}:17: senders.0.count: expected a whole number, got 'many'"]
 
 
 def test_timestamps_out_of_order(tmp_path):
@@ -75,10 +75,15 @@ def test_unknown_server_name(tmp_path):
 
 
 def test_several_problems_each_on_its_own_line(tmp_path):
-    text = GOOD.replace("    event: backup", "    event: bakup").replace("policy: {retry: \"30m\", lifetime: 1d}", "policy: {retry: \"-5m\", lifetime: 1d}")
+    text = GOOD.replace("    event: backup", "    event: bakup").replace(
+        'policy: {retry: "30m", lifetime: 1d}', 'policy: {retry: "-5m", lifetime: 1d}'
+    )
     found = problems(write(tmp_path, text))
     assert len(found) == 2
-    assert ":11: timeline.0.event: unknown value 'bakup'" in found[0]
+    assert found[0].endswith(
+        ":11: timeline.0.event: unknown value 'bakup' (did you mean 'backup'?); use one of: up, down, crash, backup, "
+        "backups, restore, recover-disk, disk-lost, fault, clear-faults, dns"
+    )
     assert ":17: senders.0.policy.retry: a duration cannot be negative" in found[1]
 
 
@@ -107,7 +112,12 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_cli_exit_2_one_line_per_problem_and_no_traceback(tmp_path):
-    path = write(tmp_path, GOOD.replace("    event: crash", "    event: crash\n    mdoe: refuse").replace("server: mx\n    event: backup", "server: nope\n    event: backup"))
+    path = write(
+        tmp_path,
+        GOOD.replace("    event: crash", "    event: crash\n    mdoe: refuse").replace(
+            "server: mx\n    event: backup", "server: nope\n    event: backup"
+        ),
+    )
     for command in ("validate", "run"):
         proc = run_cli(command, str(path))
         assert proc.returncode == 2, proc.stderr
@@ -135,8 +145,19 @@ def test_cli_run_writes_the_output_contract(tmp_path):
     with (out / "messages.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == summary["messages"]
-    for column in ("message_id", "sender", "policy", "submitted_at", "final_state", "final_at", "attempts",
-                   "accepted_at", "accepted_by", "copies", "delay_warnings"):
+    for column in (
+        "message_id",
+        "sender",
+        "policy",
+        "submitted_at",
+        "final_state",
+        "final_at",
+        "attempts",
+        "accepted_at",
+        "accepted_by",
+        "copies",
+        "delay_warnings",
+    ):
         assert column in rows[0]
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     assert {"backup", "crash", "attempt", "reply"} <= {e["type"] for e in events}
