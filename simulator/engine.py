@@ -73,6 +73,7 @@ class _Keeper:
         if job.relayed:
             assert job.mta.relay_for is not None
             self._stores.forwarded(job.mta.relay_for, r.message_id)
+            r.copies -= 1  # the relay's copy was handed on, not duplicated: the reader sees one
             self._emit(
                 RelayedEvent(
                     **stamp, message=r.message_id, relay=job.mta.relay_for, server=server, attempts=job.attempts

@@ -40,7 +40,9 @@ class MessageRecord:
     delay_warnings: int = 0
     accepted_at: float | None = None
     accepted_by: str = ""
-    copies: int = 0
+    copies: int = (
+        0  #: accepted copies its reader gets; a backup MX's copy counts until it is passed on (>1: duplicates)
+    )
     bounced_at: float | None = None
     bounce_status: str = ""
     bounce_reason: str = ""

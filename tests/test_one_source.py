@@ -69,6 +69,8 @@ def test_recovery_backlog_counts_mail_held_on_the_backup_mx(tmp_path):
     a, b = run.records
     assert (a.accepted_by, run.clock.iso(a.accepted_at)) == ("primary", "2011-10-26T02:00:00")
     assert (b.accepted_by, run.clock.iso(b.accepted_at)) == ("backup", "2011-10-26T01:30:00")
+    # B passed through the backup: one copy for its reader, not a duplicate.
+    assert [r.copies for r in run.records] == [1, 1] and run.summary()["duplicates"] == 0
     assert [s.server for s in run.analysis.storms] == ["backup", "primary"]
     (storm,) = [r for r in run.summary()["recoveries"] if r["server"] == "primary"]
     assert (storm["backlog_senders"], storm["backlog_relays"], storm["backlog"]) == (1, 1, 2)
