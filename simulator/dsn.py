@@ -106,7 +106,7 @@ def _build(
             ("Arrival-Date", format_datetime(arrival)),
         ]
     )
-    blocks = [per_message]
+    blocks: list[Message | str] = [per_message]
     for rcpt in recipients:
         blocks.append(
             _fields(

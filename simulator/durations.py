@@ -41,9 +41,7 @@ def parse_duration(value: Any) -> float:
                 seconds += float(match.group(1)) * _UNITS[match.group(2)]
                 pos = match.end()
             if pos != len(text) or not text:
-                raise ValueError(
-                    f"expected a duration such as 30s, 5m, 2h, 4d or 1h30m, got {value!r}"
-                ) from None
+                raise ValueError(f"expected a duration such as 30s, 5m, 2h, 4d or 1h30m, got {value!r}") from None
     else:
         raise ValueError(f"expected a duration such as 30s, 5m, 2h or 4d, got {value!r}")
     if seconds < 0:
@@ -58,7 +56,7 @@ def parse_duration_list(value: Any) -> tuple[float, ...]:
     elif isinstance(value, (list, tuple)):
         items = list(value)
     else:
-        raise ValueError(f"expected a list of durations such as \"5m,15m,1h\", got {value!r}")
+        raise ValueError(f'expected a list of durations such as "5m,15m,1h", got {value!r}')
     if not items:
         raise ValueError("the list of durations is empty")
     return tuple(parse_duration(item) for item in items)

@@ -156,7 +156,12 @@ def show(
     outcome = all_attempts_fail(policy, hours=hours, failure=kind, attempt_cost=cost, seed=seed)
     shown = describe_params(params)
     if as_json:
-        data = {"name": name, "summary": preset.summary, "source": policy.source, "settings": shown}
+        data: dict[str, object] = {
+            "name": name,
+            "summary": preset.summary,
+            "source": policy.source,
+            "settings": shown,
+        }
         data.update(outcome.as_dict())
         typer.echo(json.dumps(data, indent=2, default=str))
         return

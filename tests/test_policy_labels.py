@@ -11,12 +11,13 @@ from pydantic import TypeAdapter
 
 from simulator.policies import PRESETS, Failure, FailureKind, PolicySpec, Stage, build_policy
 from simulator.policies.base import RetryPolicy
+from simulator.policies.spec import EximSpec, ExponentialSpec, PresetSpec, ScheduleSpec
 
-_SPEC: TypeAdapter[object] = TypeAdapter(PolicySpec)
+_SPEC = TypeAdapter[PresetSpec | ScheduleSpec | ExponentialSpec | EximSpec](PolicySpec)
 
 
 def policy(spec: object) -> RetryPolicy:
-    return build_policy(_SPEC.validate_python(spec))  # type: ignore[arg-type]
+    return build_policy(_SPEC.validate_python(spec))
 
 
 HOST = "mx1.example"
@@ -83,9 +84,7 @@ def test_exim_rule_form() -> None:
 def test_schedule_labels() -> None:
     assert policy({"retry": "5m,15m,1h", "lifetime": "30h"}).label == "retry(5m,15m,1h;lifetime=1d6h)"
     assert policy({"retry": [300, 900, 3600], "lifetime": 108000}).label == "retry(5m,15m,1h;lifetime=1d6h)"
-    full = policy(
-        {"retry": "5m", "lifetime": "2d", "repeat_last": False, "warn_after": "4h", "connect_timeout": "1m"}
-    )
+    full = policy({"retry": "5m", "lifetime": "2d", "repeat_last": False, "warn_after": "4h", "connect_timeout": "1m"})
     assert full.label == "retry(5m;lifetime=2d,connect_timeout=1m,repeat_last=false,warn_after=4h)"
     assert policy({"retry": "5m", "lifetime": "2d", "connect_timeout": "30s"}).label == "retry(5m;lifetime=2d)"
 

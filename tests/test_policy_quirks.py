@@ -300,9 +300,9 @@ def test_sendmail_skips_a_host_down_in_this_queue_run_and_tries_the_backup() -> 
     decision = st.after_failure(b, held, 1800)
     assert decision.bounce is None and decision.retry_at == 3600
     assert st.before_connect(b, MX2, 1800) is None
-    log, decision = mx_round(policy, st, msg("c"), 1800, primary_down)
+    log, last = mx_round(policy, st, msg("c"), 1800, primary_down)
     assert log == [(MX1, "Deferred: host status cached in this queue run"), (MX2, "connect")]
-    assert decision is None
+    assert last is None
 
 
 # -- Postfix and per-message policies: no per-host skipping ----------------------------------------

@@ -20,7 +20,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 from pydantic.fields import FieldInfo
@@ -54,9 +54,13 @@ class PresetParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def shows_durations(func: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """Mark a field parser whose values are seconds, for ``describe_params``."""
-    func.shows_durations = True  # type: ignore[attr-defined]
+_F = TypeVar("_F", bound=Callable[[Any], Any])
+_DURATION_PARSERS: set[Callable[[Any], Any]] = {parse_duration, parse_duration_list}
+
+
+def shows_durations(func: _F) -> _F:
+    """Mark a field parser whose values are seconds, for ``describe_params`` and labels."""
+    _DURATION_PARSERS.add(func)
     return func
 
 
@@ -160,7 +164,10 @@ def per_host_next_mx(failure: Failure) -> bool:
 
 
 def _is_duration_parser(func: Any) -> bool:
-    return func in (parse_duration, parse_duration_list) or getattr(func, "shows_durations", False)
+    try:
+        return func in _DURATION_PARSERS
+    except TypeError:  # an unhashable validator
+        return False
 
 
 def _shows_durations(info: FieldInfo) -> bool:
@@ -238,21 +245,26 @@ def describe_params(params: BaseModel) -> dict[str, Any]:
     return out
 
 
+P = TypeVar("P", bound=BaseModel)
+"""A preset's settings model."""
+
+
 @dataclass(frozen=True)
-class PresetPolicy:
+class PresetPolicy(Generic[P]):
     """A named MTA's retry behaviour: what ``Preset.build`` returns.
 
-    ``make_state`` is the MTA's runtime state class; it gets the policy and
-    the per-sender ``random.Random``. ``mx_rule`` says when the MTA tries
-    the next MX host (``default_next_mx`` unless the MTA differs);
+    ``params`` are the preset's validated settings (its own model, the type
+    parameter). ``make_state`` is the MTA's runtime state class; it gets the
+    policy and the per-sender ``random.Random``. ``mx_rule`` says when the
+    MTA tries the next MX host (``default_next_mx`` unless the MTA differs);
     ``shares_host_failure`` is True for MTAs whose later messages in a queue
     run do not connect again to a host that just failed.
     """
 
     name: str
     source: str
-    params: BaseModel
-    make_state: Callable[[Any, random.Random], PolicyState]
+    params: P
+    make_state: Callable[[PresetPolicy[P], random.Random], PolicyState]
     timeouts: Timeouts = field(default_factory=Timeouts)
     mx_rule: Callable[[Failure], bool] = default_next_mx
     shares_host_failure: bool = False

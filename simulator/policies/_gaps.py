@@ -68,8 +68,8 @@ class GapParams(PresetParams):
 class GapState:
     """Per-message state: no memory shared between messages."""
 
-    def __init__(self, policy: PresetPolicy, rng: random.Random) -> None:
-        self._p: GapParams = policy.params  # type: ignore[assignment]
+    def __init__(self, policy: PresetPolicy[GapParams], rng: random.Random) -> None:
+        self._p = policy.params
 
     def _gap(self, failures: int) -> float:
         retry, n = self._p.retry, max(failures, 1)
@@ -114,7 +114,7 @@ class GapState:
         return
 
 
-def build_gap_policy(name: str, source: str, params: GapParams) -> PresetPolicy:
+def build_gap_policy(name: str, source: str, params: GapParams) -> PresetPolicy[GapParams]:
     """A runtime policy for a gap-list preset."""
     timeouts = Timeouts(
         connect=params.connect_timeout,

@@ -112,8 +112,8 @@ class _Queue:
 class ExchangeState:
     """One Exchange transport service: its delivery queues."""
 
-    def __init__(self, policy: PresetPolicy, rng: random.Random) -> None:
-        self._p: ExchangeParams = policy.params  # type: ignore[assignment]
+    def __init__(self, policy: PresetPolicy[ExchangeParams], rng: random.Random) -> None:
+        self._p = policy.params
         self._queues: dict[str, _Queue] = {}
 
     def _gap(self, failures: int) -> float:
@@ -204,7 +204,7 @@ def _timeouts(p: ExchangeParams) -> Timeouts:
     )
 
 
-def build_exchange(params: ExchangeParams) -> PresetPolicy:
+def build_exchange(params: ExchangeParams) -> PresetPolicy[ExchangeParams]:
     """The ``exchange`` preset (Mailbox server)."""
     return PresetPolicy(
         "exchange",
@@ -217,7 +217,7 @@ def build_exchange(params: ExchangeParams) -> PresetPolicy:
     )
 
 
-def build_exchange_edge(params: ExchangeEdgeParams) -> PresetPolicy:
+def build_exchange_edge(params: ExchangeEdgeParams) -> PresetPolicy[ExchangeParams]:
     """The ``exchange-edge`` preset (Edge Transport server)."""
     return PresetPolicy(
         "exchange-edge",

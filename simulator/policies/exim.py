@@ -165,8 +165,8 @@ class _Record:
 class EximState:
     """One Exim instance: its retry hints database and queue-runner grid."""
 
-    def __init__(self, policy: PresetPolicy, rng: random.Random) -> None:
-        self._p: EximParams = policy.params  # type: ignore[assignment]
+    def __init__(self, policy: PresetPolicy[EximParams], rng: random.Random) -> None:
+        self._p = policy.params
         self._rules = parse_retry_rules(self._p.retry_rule)
         self._rng = rng
         self._phase = resolve_phase(self._p.queue_runner_phase, self._p.queue_runner, rng)
@@ -317,7 +317,7 @@ class EximState:
             self._records.pop(key, None)
 
 
-def build_exim(params: EximParams) -> PresetPolicy:
+def build_exim(params: EximParams) -> PresetPolicy[EximParams]:
     """The ``exim`` preset."""
     timeouts = Timeouts(
         connect=params.connect_timeout,

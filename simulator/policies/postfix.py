@@ -122,8 +122,8 @@ class _DestQueue:
 class PostfixState:
     """One Postfix instance: the scan grid and its per-destination in-core queues."""
 
-    def __init__(self, policy: PresetPolicy, rng: random.Random) -> None:
-        self._p: PostfixParams = policy.params  # type: ignore[assignment]
+    def __init__(self, policy: PresetPolicy[PostfixParams], rng: random.Random) -> None:
+        self._p = policy.params
         self._phase = resolve_phase(self._p.scan_phase, self._p.queue_run_delay, rng)
         self._queues: dict[str, _DestQueue] = {}
 
@@ -214,12 +214,12 @@ def _timeouts(p: PostfixParams) -> Timeouts:
     )
 
 
-def build_postfix(params: PostfixParams) -> PresetPolicy:
+def build_postfix(params: PostfixParams) -> PresetPolicy[PostfixParams]:
     """The ``postfix`` preset (Postfix ≥ 2.4 defaults)."""
     return PresetPolicy("postfix", SOURCE, params, PostfixState, _timeouts(params), mx_rule=postfix_next_mx)
 
 
-def build_postfix_legacy(params: PostfixLegacyParams) -> PresetPolicy:
+def build_postfix_legacy(params: PostfixLegacyParams) -> PresetPolicy[PostfixParams]:
     """The ``postfix-legacy`` preset (Postfix ≤ 2.3 defaults)."""
     return PresetPolicy(
         "postfix-legacy", LEGACY_SOURCE, params, PostfixState, _timeouts(params), mx_rule=postfix_next_mx

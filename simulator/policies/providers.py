@@ -132,6 +132,6 @@ PROVIDERS: tuple[tuple[str, str, type[GapParams], str], ...] = (
 """(name, summary, params model, source) of every provider preset."""
 
 
-def build_provider(name: str, source: str, params: GapParams) -> PresetPolicy:
+def build_provider(name: str, source: str, params: GapParams) -> PresetPolicy[GapParams]:
     """The runtime policy of a provider preset."""
     return build_gap_policy(name, source, params)

@@ -62,8 +62,8 @@ class _TcptoEntry:
 class QmailState:
     """One qmail-send: per-message quadratic schedule plus the shared ``tcpto`` table."""
 
-    def __init__(self, policy: PresetPolicy, rng: random.Random) -> None:
-        self._p: QmailParams = policy.params  # type: ignore[assignment]
+    def __init__(self, policy: PresetPolicy[QmailParams], rng: random.Random) -> None:
+        self._p = policy.params
         self._rng = rng
         self._opened: dict[str, float] = {}
         self._tcpto: dict[str, _TcptoEntry] = {}
@@ -123,7 +123,7 @@ def qmail_next_mx(failure: Failure) -> bool:
     )
 
 
-def build_qmail(params: QmailParams) -> PresetPolicy:
+def build_qmail(params: QmailParams) -> PresetPolicy[QmailParams]:
     """The ``qmail`` preset."""
     timeouts = Timeouts(
         connect=params.timeoutconnect,

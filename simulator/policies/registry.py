@@ -8,8 +8,9 @@ own defaults) and a ``build`` function from those settings to a runtime
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
@@ -18,20 +19,27 @@ from .base import RetryPolicy
 __all__ = ["Preset", "PRESETS", "register", "preset_names"]
 
 
+P = TypeVar("P", bound=BaseModel)
+
+
 @dataclass(frozen=True)
-class Preset:
-    """A named retry behaviour of a real MTA or provider."""
+class Preset(Generic[P]):
+    """A named retry behaviour of a real MTA or provider.
+
+    ``build`` takes an instance of ``params`` (the preset's own settings model).
+    """
 
     name: str
     summary: str
-    params: type[BaseModel]
-    build: Callable[[BaseModel], RetryPolicy]
+    params: type[P]
+    build: Callable[[P], RetryPolicy]
 
 
-PRESETS: dict[str, Preset] = {}
+PRESETS: dict[str, Preset[Any]] = {}
+"""Every registered preset by name; each has its own settings model."""
 
 
-def register(preset: Preset) -> Preset:
+def register(preset: Preset[P]) -> Preset[P]:
     """Add *preset* to the registry; names are unique."""
     if preset.name in PRESETS:
         raise ValueError(f"preset {preset.name!r} is registered twice")

@@ -66,8 +66,8 @@ class SendmailParams(PresetParams):
 class SendmailState:
     """One sendmail daemon: the queue-run grid and the per-run host status cache."""
 
-    def __init__(self, policy: PresetPolicy, rng: random.Random) -> None:
-        self._p: SendmailParams = policy.params  # type: ignore[assignment]
+    def __init__(self, policy: PresetPolicy[SendmailParams], rng: random.Random) -> None:
+        self._p = policy.params
         self._phase = resolve_phase(self._p.queue_phase, self._p.queue_interval, rng)
         self._started: dict[str, float] = {}
         self._down: dict[str, float] = {}
@@ -109,7 +109,7 @@ class SendmailState:
         self._down.pop(host, None)
 
 
-def build_sendmail(params: SendmailParams) -> PresetPolicy:
+def build_sendmail(params: SendmailParams) -> PresetPolicy[SendmailParams]:
     """The ``sendmail`` preset."""
     timeouts = Timeouts(
         connect=params.timeout_connect,
