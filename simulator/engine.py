@@ -299,7 +299,7 @@ class Replay:
                 mtas.append(Mta(name, group.name, policy, policy.start(rng), Resolver(self.dns)))
             t = group.traffic
             if t.csv is not None:
-                found = csv_arrivals(t, self.clock, self.scenario.source, group.name, group.count)
+                found = csv_arrivals(t, self.clock, self.scenario.source, group.name, group.count, domain=domain)
             elif t.at is not None:
                 found = [
                     Arrival(at=float(int(self.clock.seconds(when))), mta=i, rcpt_local=f"user{k + 1}")
