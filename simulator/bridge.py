@@ -64,7 +64,7 @@ class Bridge:
         outcomes = await self._run(batch)
         self.wire_seconds += time.perf_counter() - started
         self.batches += 1
-        for (_, event), outcome in zip(batch, outcomes):
+        for (_, event), outcome in zip(batch, outcomes, strict=True):
             event.succeed(outcome)
 
     async def drive(

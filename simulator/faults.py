@@ -1,8 +1,8 @@
 """Server fault modes: their scenario schema and what each does to a session.
 
 A fault is switched on by a timeline entry (``event: fault``) for a window
-of simulated time and applies to one server. Each kind changes the
-``SessionPlan`` the server makes for a new connection: a reply code at a
+of simulated time and applies to one server. Each kind changes what the
+server decides for a session (its ``SessionPlan``): a reply code at a
 command, a stall, a dropped connection after the message is committed,
 latency charged in simulated time, or a 421 when the server is too busy.
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
@@ -137,14 +137,19 @@ class FailFirstFault(_Fault):
 
 
 FaultSpec = Annotated[
-    Union[ReplyFault, DropFault, SlowFault, DiskFullFault, GreylistFault, CapacityFault, FailFirstFault],
+    ReplyFault | DropFault | SlowFault | DiskFullFault | GreylistFault | CapacityFault | FailFirstFault,
     Field(discriminator="kind"),
 ]
 
 
 @dataclass
 class SessionPlan:
-    """What the server will do in one SMTP session, decided when the client connects.
+    """What the server will do in one SMTP session.
+
+    The engine's sessions are planned whole when it submits the attempt; for
+    a connection nobody announced, the server fills in the greeting part when
+    the client connects and decides the rest step by step
+    (``simulator.receiver``).
 
     ``greeting``: ``serve``, ``silent`` or ``tempfail`` (send ``greeting_reply``
     and close). ``replies`` overrides the reply at a stage; ``stall`` is a

@@ -1,18 +1,55 @@
 """The receiving server's decisions, in one place.
 
 ``ReceivingServer`` holds a server's state on the incident timeline (its
-mode, its disk) and answers every question the SMTP dialogue asks: what to
-do with a new connection, whether to take a recipient, and what to reply to
-the final dot. Both the aiosmtpd handler (``simulator.wire``) and the
-in-memory transport (``simulator.transport``) call these methods, so the wire
-and an in-memory run cannot disagree.
+mode, its disk, the faults in force) and decides what every session meets.
+``ServerSession`` is the one interpreter of those decisions: made per
+connection, it answers each step of the dialogue (greeting, EHLO, MAIL,
+RCPT, DATA, the final dot) with a ``Step``: a reply, a reply and a hang-up,
+silence, or a connection dropped after the commit. The in-memory transport
+(``simulator.transport``) and the aiosmtpd handler (``simulator.wire``) only
+translate steps, into an ``Outcome`` or onto a socket, so the wire and an
+in-memory run cannot disagree.
+
+A session's decisions come in two parts:
+
+* at connect (``ReceivingServer.connect``): the mode's greeting, admission
+  under capacity limits (counting the sessions turned away), and the latency
+  of slow faults;
+* for an envelope (``ReceivingServer.decide``): reply faults, disk full,
+  greylisting, fail-first and accept-then-drop, which depend on the sender,
+  the recipient, or the message and its attempt number at this server.
+
+The engine announces its sessions: ``ReceivingServer.plan`` makes both parts
+when it submits an attempt, in submission order, with the whole envelope
+known (a ``SessionContext``). A connection nobody announced (a real MTA, a
+test client) is admitted when it connects, and each envelope decision is
+made at the step that needs it, from what the client has said by then:
+
+=========  ==========================================================
+step       what the decision is keyed by (its ``SessionContext``)
+=========  ==========================================================
+EHLO       the client's EHLO name
+MAIL       the envelope sender
+RCPT       sender and this recipient (recipient lists, greylisting)
+DATA, dot  sender and the first accepted recipient
+=========  ==========================================================
+
+The key stands in for the message: dice rolls (``chance``) and fail-first's
+attempt numbers count sessions per key, as the engine counts them per
+message, so one message per sender/recipient pair meets the same decisions
+either way (except for the dice, rolled on a different key, and sessions
+that end before RCPT, turned away for instance, which the engine counts as
+attempts of their message). A fault
+listed for some recipients cannot match before RCPT. Latency is simulated
+time the engine charges to its senders; a client that is not on the
+simulated clock sees no delay, and no stall.
 """
 
 from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -31,11 +68,25 @@ from .faults import (
     default_text,
 )
 from .policies import Stage
+from .replies import reply_code
 from .store import MailStores
 
-__all__ = ["Mode", "Greeting", "ReceivingServer", "SessionContext", "message_id_of"]
+__all__ = [
+    "Mode",
+    "Greeting",
+    "ReceivingServer",
+    "SessionContext",
+    "Admission",
+    "ServerSession",
+    "Step",
+    "Act",
+    "message_id_of",
+]
 
 _MESSAGE_ID = re.compile(rb"^Message-ID:\s*<([^>\r\n]+)>", re.IGNORECASE | re.MULTILINE)
+
+_ENVELOPE_STAGES = frozenset({Stage.EHLO, Stage.MAIL, Stage.RCPT, Stage.DATA, Stage.DOT})
+"""The stages an envelope decision can answer at."""
 
 
 def message_id_of(content: bytes) -> str | None:
@@ -64,11 +115,79 @@ class Greeting(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class SessionContext:
-    """Who is connecting: the message and envelope the session will carry."""
+    """Who is connecting: the message and envelope the session will carry.
+
+    ``message_id`` keys the session's dice rolls and attempt count; for a
+    connection nobody announced it is whatever identifies the mail so far.
+    """
 
     message_id: str
     mail_from: str
     rcpt_to: str
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What a new connection met when it connected.
+
+    ``plan`` holds the greeting (mode, capacity) and the latency of slow
+    faults; ``faults`` are the faults in force that the envelope decisions
+    of this session use (up to the capacity limit that turned it away, if
+    one did).
+    """
+
+    plan: SessionPlan
+    faults: tuple[FaultSpec, ...]
+
+
+class Act(StrEnum):
+    """How the server answers one step."""
+
+    REPLY = "reply"  #: send the reply and carry on
+    CLOSE = "close"  #: send the refusal, then hang up (a 421 greeting)
+    SILENT = "silent"  #: never answer: the client times out
+    DROP = "drop"  #: the message is committed, then the connection drops before the reply
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What the server does at one step of the dialogue: an ``Act`` and its reply."""
+
+    act: Act
+    reply: str = ""
+
+    @classmethod
+    def say(cls, reply: str) -> Step:
+        """Send *reply* and carry on."""
+        return cls(Act.REPLY, reply)
+
+    @property
+    def positive(self) -> bool:
+        """True when the client hears a 2xx or 3xx reply and the dialogue goes on."""
+        return self.act is Act.REPLY and self.reply[:1] in ("2", "3")
+
+    @property
+    def code(self) -> int | None:
+        """The reply code, or None when the client hears nothing."""
+        return reply_code(self.reply) if self.act in (Act.REPLY, Act.CLOSE) else None
+
+
+_SILENT = Step(Act.SILENT)
+_SENDER_OK = Step(Act.REPLY, replies.SENDER_OK)
+_RECIPIENT_OK = Step(Act.REPLY, replies.RECIPIENT_OK)
+_START_DATA = Step(Act.REPLY, replies.START_DATA)
+_RESET_OK = Step(Act.REPLY, replies.RESET_OK)
+
+
+def _stage_of(fault: FaultSpec) -> Stage | None:
+    """Where an envelope decision answers; None for what is decided at connect (capacity, slow)."""
+    if isinstance(fault, (ReplyFault, DiskFullFault, FailFirstFault)):
+        return Stage(fault.stage)
+    if isinstance(fault, GreylistFault):
+        return Stage.RCPT
+    if isinstance(fault, DropFault):
+        return Stage.DOT
+    return None
 
 
 @dataclass
@@ -78,7 +197,7 @@ class _ActiveFault:
 
 
 class ReceivingServer:
-    """One simulated receiving MTA: mode, domains, and its mail store.
+    """One simulated receiving MTA: mode, domains, faults and its mail store.
 
     *now* returns the current simulated time (frozen during real I/O);
     *on_commit* is told about every copy committed to a disk.
@@ -120,70 +239,127 @@ class ReceivingServer:
         """Switch every fault off."""
         self.faults.clear()
 
+    # ---------------------------------------------------------------- sessions
     def plan(self, ctx: SessionContext) -> SessionPlan:
-        """Decide, when a client connects, what this session will meet.
+        """Decide, when the engine submits an attempt, everything its session will meet.
 
-        Called in submission order (deterministic); the wire and the
-        in-memory transport both execute the plan.
+        Called in submission order (deterministic), with the whole envelope
+        known: the admission at connect, then every envelope decision. A
+        session turned away still has its envelope decided over the faults
+        switched on before the capacity limit (a greylist among them
+        remembers the pair), though the client never hears those replies.
+        """
+        admission = self.connect()
+        attempt = self.count_attempt(ctx.message_id)
+        plan = admission.plan
+        if admission.faults:
+            decided = self.decide(admission.faults, ctx, attempt, _ENVELOPE_STAGES)
+            plan.replies.update(decided.replies)
+            plan.drop_after_commit = decided.drop_after_commit
+        return plan
+
+    def session(self, plan: SessionPlan | None = None) -> ServerSession:
+        """The interpreter of one connection: of *plan*, or of a connection nobody announced."""
+        return ServerSession(self, plan)
+
+    def connect(self) -> Admission:
+        """A client connects: the mode's greeting, capacity admission, slow latency.
+
+        Expired faults are dropped; a session over a capacity limit is turned
+        away (counted in ``turned_away``) and later faults are not looked at.
         """
         now = self._now()
-        self.faults = [f for f in self.faults if f.until > now]
+        if self.faults:
+            self.faults = [f for f in self.faults if f.until > now]
         self.sessions_planned += 1
-        attempt = self._attempts.get(ctx.message_id, 0) + 1
-        self._attempts[ctx.message_id] = attempt
         plan = SessionPlan()
         greeting = self.greeting()
         if greeting is Greeting.SILENT:
             plan.greeting = "silent"
-            return plan
+            return Admission(plan, ())
         if greeting is Greeting.TEMPFAIL:
             plan.greeting, plan.greeting_reply = "tempfail", self.tempfail_reply
-            return plan
+            return Admission(plan, ())
+        reached: list[FaultSpec] = []
         for active in self.faults:
-            self._apply(active.spec, ctx, attempt, now, plan)
-            if plan.greeting != "serve":
-                return plan
-        return plan
+            fault = active.spec
+            reached.append(fault)
+            if isinstance(fault, CapacityFault):
+                if not self._admit(fault, now):
+                    plan.greeting, plan.greeting_reply, plan.turned_away = "tempfail", replies.TOO_BUSY, True
+                    self.turned_away += 1
+                    break
+            elif isinstance(fault, SlowFault):
+                stages = list(Stage) if fault.stage == "all" else [Stage(fault.stage)]
+                for stage in stages:
+                    if stage not in (Stage.CONNECT, Stage.QUIT):
+                        plan.latency[stage] = plan.latency.get(stage, 0.0) + fault.latency
+        return Admission(plan, tuple(reached))
 
-    def _apply(self, fault: FaultSpec, ctx: SessionContext, attempt: int, now: float, plan: SessionPlan) -> None:
-        if isinstance(fault, CapacityFault):
-            window = max(fault.session_time, 60.0 if fault.per_minute else 0.0)
-            while self._admitted and self._admitted[0] <= now - window:
-                self._admitted.popleft()
-            busy = sum(1 for t in self._admitted if t > now - fault.session_time)
-            last_minute = sum(1 for t in self._admitted if t > now - 60.0)
-            if (fault.sessions is not None and busy >= fault.sessions) or (
-                fault.per_minute is not None and last_minute >= fault.per_minute
-            ):
-                plan.greeting, plan.greeting_reply, plan.turned_away = "tempfail", replies.TOO_BUSY, True
-                self.turned_away += 1
-                return
-            self._admitted.append(now)
-        elif isinstance(fault, ReplyFault):
+    def _admit(self, fault: CapacityFault, now: float) -> bool:
+        window = max(fault.session_time, 60.0 if fault.per_minute else 0.0)
+        while self._admitted and self._admitted[0] <= now - window:
+            self._admitted.popleft()
+        busy = sum(1 for t in self._admitted if t > now - fault.session_time)
+        last_minute = sum(1 for t in self._admitted if t > now - 60.0)
+        if (fault.sessions is not None and busy >= fault.sessions) or (
+            fault.per_minute is not None and last_minute >= fault.per_minute
+        ):
+            return False
+        self._admitted.append(now)
+        return True
+
+    def count_attempt(self, key: str) -> int:
+        """One more session for *key* (a message, or what identifies it so far); returns its number."""
+        attempt = self._attempts.get(key, 0) + 1
+        self._attempts[key] = attempt
+        return attempt
+
+    def decide(
+        self, faults: Sequence[FaultSpec], ctx: SessionContext, attempt: int, stages: Collection[Stage]
+    ) -> SessionPlan:
+        """The envelope decisions of *faults* that answer at *stages*, for session *attempt* of *ctx*.
+
+        Returns a plan holding only ``replies`` and ``drop_after_commit``;
+        the first fault (in the order they were switched on) wins a stage.
+        Greylisting remembers a sender/recipient pair the first time it is
+        decided.
+        """
+        now = self._now()
+        out = SessionPlan()
+        for fault in faults:
+            stage = _stage_of(fault)
+            if stage is None or stage not in stages:
+                continue
+            if isinstance(fault, DropFault):
+                if (
+                    fault.fraction >= 1
+                    or chance(self.seed, self.name, ctx.message_id, attempt, "drop") < fault.fraction
+                ):
+                    out.drop_after_commit = True
+                continue
+            reply = self._reply(fault, ctx, attempt, now)
+            if reply is not None:
+                out.replies.setdefault(stage, reply)
+        return out
+
+    def _reply(self, fault: FaultSpec, ctx: SessionContext, attempt: int, now: float) -> str | None:
+        if isinstance(fault, ReplyFault):
             if fault.recipients is not None and ctx.rcpt_to.lower() not in {r.lower() for r in fault.recipients}:
-                return
+                return None
             if fault.fraction < 1 and chance(self.seed, self.name, ctx.message_id, attempt, "reply") >= fault.fraction:
-                return
-            plan.replies.setdefault(Stage(fault.stage), f"{fault.code} {fault.text or default_text(fault.code)}")
-        elif isinstance(fault, DropFault):
-            if fault.fraction >= 1 or chance(self.seed, self.name, ctx.message_id, attempt, "drop") < fault.fraction:
-                plan.drop_after_commit = True
-        elif isinstance(fault, SlowFault):
-            stages = list(Stage) if fault.stage == "all" else [Stage(fault.stage)]
-            for stage in stages:
-                if stage not in (Stage.CONNECT, Stage.QUIT):
-                    plan.latency[stage] = plan.latency.get(stage, 0.0) + fault.latency
-        elif isinstance(fault, DiskFullFault):
-            plan.replies.setdefault(Stage(fault.stage), replies.DISK_FULL)
-        elif isinstance(fault, GreylistFault):
-            key = (ctx.mail_from.lower(), ctx.rcpt_to.lower())
-            first = self._greylist.setdefault(key, now)
-            if now - first < fault.delay:
-                plan.replies.setdefault(Stage.RCPT, replies.GREYLISTED)
-        elif isinstance(fault, FailFirstFault):
-            if attempt <= fault.attempts:
-                plan.replies.setdefault(Stage(fault.stage), f"{fault.code} {default_text(fault.code)}")
+                return None
+            return f"{fault.code} {fault.text or default_text(fault.code)}"
+        if isinstance(fault, DiskFullFault):
+            return replies.DISK_FULL
+        if isinstance(fault, GreylistFault):
+            first = self._greylist.setdefault((ctx.mail_from.lower(), ctx.rcpt_to.lower()), now)
+            return replies.GREYLISTED if now - first < fault.delay else None
+        if isinstance(fault, FailFirstFault) and attempt <= fault.attempts:
+            return f"{fault.code} {default_text(fault.code)}"
+        return None
 
+    # ------------------------------------------------------------------ state
     @property
     def listening(self) -> bool:
         """False when the listener must be closed (connection refused)."""
@@ -213,10 +389,134 @@ class ReceivingServer:
         """Commit the message to the current disk and return the reply to the final dot."""
         message_id = message_id_of(content)
         if message_id is None:
-            return "554 5.6.0 Message-ID header required"
+            return replies.MESSAGE_ID_REQUIRED
         now = self._now()
         if not self._stores.has_disk(self.name):
             return replies.SERVICE_UNAVAILABLE
         disk = self._stores.accept(self.name, message_id, now)
         self._on_commit(message_id, self.name, now)
         return replies.OK_QUEUED.format(queue_id=f"{disk}/{message_id}")
+
+
+class ServerSession:
+    """One SMTP session as the server acts it out: one method per step of the dialogue.
+
+    Made per connection from a ``ReceivingServer`` and the ``SessionPlan``
+    the engine announced for it; with no plan (a connection nobody
+    announced) the server admits the connection now and makes each
+    envelope decision at the step that needs it (see the module notes).
+    Each method returns the ``Step`` the server takes; the caller sends it
+    (the wire) or reads the outcome from it (the in-memory transport).
+    """
+
+    __slots__ = ("_attempts", "_faults", "_helo", "_mail_from", "_recipients", "announced", "plan", "server")
+
+    def __init__(self, server: ReceivingServer, plan: SessionPlan | None = None) -> None:
+        self.server = server
+        self.announced = plan is not None
+        if plan is None:
+            admission = server.connect()
+            plan, self._faults = admission.plan, admission.faults
+        else:
+            self._faults = ()
+        self.plan = plan
+        self._helo = ""
+        self._mail_from = ""
+        self._recipients: list[str] = []
+        self._attempts: dict[str, int] = {}
+
+    def greeting(self) -> Step:
+        """On connect: the 220 greeting, silence, or a 421 and close."""
+        plan = self.plan
+        if plan.greeting == "silent" or plan.stall is Stage.GREETING:
+            return _SILENT
+        if plan.greeting == "tempfail":
+            return Step(Act.CLOSE, plan.greeting_reply)
+        return Step.say(replies.GREETING.format(hostname=self.server.hostname))
+
+    def ehlo(self, hostname: str) -> Step:
+        """EHLO (or HELO) *hostname*: a new transaction state and the server's hello, or a refusal."""
+        self.reset()
+        self._helo = hostname
+        if self.plan.stall is Stage.EHLO:
+            return _SILENT
+        reply = self._fault_reply(Stage.EHLO)
+        return Step.say(replies.EHLO_OK.format(hostname=self.server.hostname) if reply is None else reply)
+
+    def mail(self, address: str) -> Step:
+        """MAIL FROM *address*."""
+        self.reset()
+        self._mail_from = address
+        if self.plan.stall is Stage.MAIL:
+            return _SILENT
+        reply = self._fault_reply(Stage.MAIL)
+        return _SENDER_OK if reply is None else Step.say(reply)
+
+    def rcpt(self, address: str) -> Step:
+        """RCPT TO *address*: a fault's reply, a domain not served here, or accepted."""
+        if self.plan.stall is Stage.RCPT:
+            return _SILENT
+        reply = self._fault_reply(Stage.RCPT, address) or self.server.rcpt(address)
+        if reply is not None:
+            return Step.say(reply)
+        self._recipients.append(address)
+        return _RECIPIENT_OK
+
+    def data(self) -> Step:
+        """DATA (with at least one recipient accepted): 354, or a fault's reply."""
+        if self.plan.stall is Stage.DATA:
+            return _SILENT
+        reply = self._fault_reply(Stage.DATA)
+        return _START_DATA if reply is None else Step.say(reply)
+
+    def dot(self, content: bytes) -> Step:
+        """The final dot: commit *content* through the server and return its reply.
+
+        ``Act.DROP`` (with the 250 that is never sent) when the plan drops
+        the connection after the commit.
+        """
+        if self.plan.stall is Stage.DOT:
+            return _SILENT
+        if self.announced:
+            reply, drop = self.plan.reply_at(Stage.DOT), self.plan.drop_after_commit
+        else:
+            decided = self._decide(Stage.DOT, self._context(Stage.DOT))
+            reply, drop = decided.reply_at(Stage.DOT), decided.drop_after_commit
+        self.reset()
+        if reply is None:
+            reply = self.server.data(content)
+        if drop and reply_code(reply) == 250:
+            return Step(Act.DROP, reply)
+        return Step.say(reply)
+
+    def rset(self) -> Step:
+        """RSET: forget the transaction."""
+        self.reset()
+        return _RESET_OK
+
+    def reset(self) -> None:
+        """Forget the envelope of the current transaction (RSET, EHLO, a new MAIL, after the dot)."""
+        self._mail_from = ""
+        self._recipients = []
+
+    # ------------------------------------------------------------- decisions
+    def _fault_reply(self, stage: Stage, rcpt: str = "") -> str | None:
+        if self.announced:
+            return self.plan.reply_at(stage)
+        return self._decide(stage, self._context(stage, rcpt)).reply_at(stage)
+
+    def _decide(self, stage: Stage, ctx: SessionContext) -> SessionPlan:
+        attempt = self._attempts.get(ctx.message_id)
+        if attempt is None:  # the first time this session meets the key
+            attempt = self._attempts[ctx.message_id] = self.server.count_attempt(ctx.message_id)
+        return self.server.decide(self._faults, ctx, attempt, (stage,))
+
+    def _context(self, stage: Stage, rcpt: str = "") -> SessionContext:
+        """What the client has said by *stage*, as a context for decisions."""
+        sender = self._mail_from
+        if stage is Stage.EHLO:
+            return SessionContext(f"helo {self._helo}", "", "")
+        if stage is Stage.MAIL:
+            return SessionContext(f"<{sender}>", sender, "")
+        recipient = rcpt if stage is Stage.RCPT else (self._recipients[0] if self._recipients else "")
+        return SessionContext(f"<{sender}> <{recipient}>", sender, recipient)

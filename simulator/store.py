@@ -64,7 +64,7 @@ class MailStores:
         self._disks: list[Disk] = []
         self.current: dict[str, Disk | None] = {}
         self.backups: dict[str, list[Backup]] = {name: [] for name in servers}
-        self._failed: dict[str, Disk | None] = {name: None for name in servers}
+        self._failed: dict[str, Disk | None] = dict.fromkeys(servers)
         for name in servers:
             self.current[name] = self._new_disk(name)
 

@@ -1,9 +1,10 @@
 """The seam between the sending side and I/O: one attempt in, one outcome out.
 
 ``SmtpTransport`` runs a real SMTP session with aiosmtplib against an
-aiosmtpd server on loopback. ``MemoryTransport`` asks the same
-``ReceivingServer`` decisions without sockets (like httpx's MockTransport),
-for unit tests and quick what-ifs. Both return an ``Outcome``.
+aiosmtpd server on loopback. ``MemoryTransport`` steps through the same
+``ServerSession`` the aiosmtpd handler acts out, without sockets (like
+httpx's MockTransport), for unit tests and quick what-ifs. Both return an
+``Outcome``; neither decides a reply.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import aiosmtplib
 
 from .faults import SessionPlan
 from .policies import Failure, FailureKind, Stage
-from .receiver import ReceivingServer
+from .receiver import Act, ReceivingServer, Step
 from .replies import reply_code
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ class Attempt:
     mail_from: str
     rcpt_to: str
     content: bytes
-    plan: SessionPlan | None = None  #: what the server decided for this session (None: its mode decides)
+    plan: SessionPlan | None = None  #: the server's plan for this session (None: unannounced)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,38 +212,58 @@ async def _close(smtp: aiosmtplib.SMTP, quit: bool = False) -> None:
     smtp.close()
 
 
+_CARRIES_ON = {
+    Stage.GREETING: (220,),
+    Stage.EHLO: (250,),
+    Stage.MAIL: (250,),
+    Stage.RCPT: (250, 251),
+    Stage.DATA: (354,),
+    Stage.DOT: (250,),
+}
+"""The reply codes after which a client goes on with the dialogue (as aiosmtplib checks them)."""
+
+
+def _as_seen(stage: Stage, step: Step, server: str) -> Outcome | None:
+    """What the client makes of the server's *step*: None to go on, else the failed ``Outcome``."""
+    if step.act is Act.SILENT:
+        return Outcome.failed(
+            FailureKind.TIMEOUT, stage, server, text=NO_GREETING_TEXT if stage is Stage.GREETING else TIMEOUT_TEXT
+        )
+    if step.act is Act.DROP:
+        return Outcome.failed(FailureKind.DROPPED, stage, server, text=LOST_TEXT)
+    code = reply_code(step.reply)
+    if code not in _CARRIES_ON[stage]:
+        return _reply_failure(stage, server, code, step.reply[4:])
+    return None
+
+
 class MemoryTransport:
-    """No sockets: the same ``ReceivingServer`` decisions and session plan, executed directly."""
+    """No sockets: the server's own ``ServerSession`` for each attempt, stepped through directly.
+
+    An attempt without a plan is a connection nobody announced, as on the wire.
+    """
 
     def __init__(self, servers: dict[str, ReceivingServer]) -> None:
         self._servers = servers
 
     async def attempt(self, attempt: Attempt) -> Outcome:
-        """Walk the dialogue as the wire server would."""
+        """Walk the dialogue as a client on the wire would, translating each ``Step``."""
         server = self._servers[attempt.server]
-        if not server.listening:
-            return Outcome.failed(FailureKind.REFUSED, Stage.CONNECT, server.name, text=REFUSED_TEXT)
-        plan = attempt.plan or SessionPlan(greeting=server.greeting().value, greeting_reply=server.tempfail_reply)
         name = server.name
-        if plan.greeting == "silent" or plan.stall is Stage.GREETING:
-            return Outcome.failed(FailureKind.TIMEOUT, Stage.GREETING, name, text=NO_GREETING_TEXT)
-        if plan.greeting == "tempfail":
-            reply = plan.greeting_reply
-            return _reply_failure(Stage.GREETING, name, reply_code(reply), reply[4:])
-        for stage in (Stage.EHLO, Stage.MAIL, Stage.RCPT, Stage.DATA):
-            if plan.stall is stage:
-                return Outcome.failed(FailureKind.TIMEOUT, stage, name, text=TIMEOUT_TEXT)
-            reply = plan.reply_at(stage)
-            if reply is None and stage is Stage.RCPT:
-                reply = server.rcpt(attempt.rcpt_to)
-            if reply is not None:
-                return _reply_failure(stage, name, reply_code(reply), reply[4:])
-        if plan.stall is Stage.DOT:
-            return Outcome.failed(FailureKind.TIMEOUT, Stage.DOT, name, text=TIMEOUT_TEXT)
-        reply = plan.reply_at(Stage.DOT) or server.data(attempt.content)
-        if plan.drop_after_commit and reply_code(reply) == 250:
-            return Outcome.failed(FailureKind.DROPPED, Stage.DOT, name, text=LOST_TEXT)
-        code = reply_code(reply)
-        if code != 250:
-            return _reply_failure(Stage.DOT, name, code, reply[4:])
-        return Outcome.ok(reply)
+        if not server.listening:
+            return Outcome.failed(FailureKind.REFUSED, Stage.CONNECT, name, text=REFUSED_TEXT)
+        session = server.session(attempt.plan)
+        if (failed := _as_seen(Stage.GREETING, session.greeting(), name)) is not None:
+            return failed
+        if (failed := _as_seen(Stage.EHLO, session.ehlo(attempt.helo), name)) is not None:
+            return failed
+        if (failed := _as_seen(Stage.MAIL, session.mail(attempt.mail_from), name)) is not None:
+            return failed
+        if (failed := _as_seen(Stage.RCPT, session.rcpt(attempt.rcpt_to), name)) is not None:
+            return failed
+        if (failed := _as_seen(Stage.DATA, session.data(), name)) is not None:
+            return failed
+        step = session.dot(attempt.content)
+        if (failed := _as_seen(Stage.DOT, step, name)) is not None:
+            return failed
+        return Outcome.ok(step.reply)

@@ -5,13 +5,14 @@ Each ``WireServer`` listens with ``loop.create_server(..., "127.0.0.1", 0)``
 the listening socket, so clients get connection refused; "up" listens again
 on the same port.
 
-Everything else is decided per session by the ``ReceivingServer``: when the
-engine submits an attempt, the server makes a ``SessionPlan`` and the client
-hands it over under its own (already bound) port; the session found by that
-port then acts it out on the socket: silence (blackhole), a 421 greeting and
-close, a reply code at a command, a stall, or a dropped connection after the
-message is committed. A connection nobody announced (a test poking the port)
-gets the plan of the server's current mode.
+Everything else is the server's own decision, through one ``ServerSession``
+per connection (``simulator.receiver``): this module only puts its steps on
+the socket. When the engine submits an attempt, the server makes a
+``SessionPlan`` and the client hands it over under its own (already bound)
+port; the session found by that port acts it out. A connection nobody
+announced (a real MTA, a test client) is decided by the server as it goes:
+admitted or turned away under capacity limits when it connects, greylisted
+or refused when its envelope arrives.
 
 Loopback cannot drop a TCP handshake, so an *unreachable* host is a silent
 listener on the wire too; the engine charges the sender's connect timeout
@@ -23,13 +24,14 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+from typing import AnyStr
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from . import replies
 from .errors import RunError
 from .faults import SessionPlan
-from .policies import Stage
-from .receiver import ReceivingServer
+from .receiver import Act, ReceivingServer, ServerSession, Step
 
 __all__ = ["WireServer", "ServerHandler", "LOOPBACK"]
 
@@ -43,56 +45,83 @@ _PLAIN_PATH = re.compile(rf"<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9
 
 
 class _Session(SMTP):
-    """aiosmtpd's protocol acting out one ``SessionPlan``.
+    """aiosmtpd's protocol putting one ``ServerSession``'s steps on the socket.
 
-    It also has a fast path for plain MAIL FROM / RCPT TO paths: aiosmtpd
-    parses every path with ``email``'s header parser (about 50 us each). A
-    path that is exactly ``<dot-atom@ldh.domain>`` parses to itself with
-    nothing after it, so it is returned as is; anything else (options,
-    quoting, source routes, ``<>``, non-ASCII) goes to aiosmtpd's parser.
+    The 220 greeting and the EHLO extension lines are aiosmtpd's own (its
+    ident is ``replies.SERVER_IDENT``, so the greeting reads as the
+    session's). It also has a fast path for plain MAIL FROM / RCPT TO
+    paths: aiosmtpd parses every path with ``email``'s header parser (about
+    50 us each). A path that is exactly ``<dot-atom@ldh.domain>`` parses to
+    itself with nothing after it, so it is returned as is; anything else
+    (options, quoting, source routes, ``<>``, non-ASCII) goes to aiosmtpd's
+    parser.
     """
 
-    plan: SessionPlan
-    dropped = False
+    dialogue: ServerSession | None = None
+    hung_up = False  #: the server hung up on purpose: nothing more goes out
+    stalled = False  #: the server went silent; the client has gone or will go
 
     def __init__(self, owner: WireServer, handler: ServerHandler) -> None:
         super().__init__(
             handler,
             hostname=owner.logic.hostname,
-            ident="smtp-outage",
+            ident=replies.SERVER_IDENT,
             loop=asyncio.get_running_loop(),
             timeout=30,
         )
         self.owner = owner
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        peer = transport.get_extra_info("peername")
-        self.plan = self.owner.take_plan(peer[1] if peer else 0)
-        super().connection_made(transport)
-
     async def _handle_client(self) -> None:
-        plan = self.plan
-        if plan.greeting == "silent" or plan.stall is Stage.GREETING:
-            return  # never greet; the client gives up (or aiosmtpd's idle timeout closes)
-        if plan.greeting == "tempfail":
-            await self.push(plan.greeting_reply)
-            assert self.transport is not None
-            self.transport.close()
+        logic = self.owner.logic
+        try:
+            peer = self.transport.get_extra_info("peername") if self.transport is not None else None
+            self.dialogue = logic.session(self.owner.take_plan(peer[1] if peer else 0))
+            step = self.dialogue.greeting()
+        except Exception as error:  # a bug in the server logic: recorded, the engine aborts the run
+            logic.errors.append(error)
+            self.hang_up()
             return
-        await super()._handle_client()
+        if step.act is Act.REPLY:
+            await super()._handle_client()  # greets with the same 220 line, then serves commands
+        else:
+            await self.push(await self.act(step))
 
-    async def push(self, status: str | bytes) -> None:  # type: ignore[override]
-        if self.dropped:
-            return  # the connection was dropped on purpose: nothing more goes out
+    async def act(self, step: Step) -> str:
+        """Carry out *step*; returns the status line aiosmtpd is to send ("" for none)."""
+        if step.act is Act.REPLY:
+            return step.reply
+        if step.act is Act.CLOSE:
+            await self.push(step.reply)
+            self.hang_up()
+        elif step.act is Act.DROP:
+            self.hang_up(abort=True)
+        else:
+            self.stalled = True
+            await asyncio.sleep(_STALL_SECONDS)
+            self.hang_up()
+        return ""
+
+    def hang_up(self, abort: bool = False) -> None:
+        """Close the connection from the server's side; later pushes are dropped."""
+        self.hung_up = True
+        transport = self.transport
+        if isinstance(transport, asyncio.WriteTransport) and abort:
+            transport.abort()
+        elif transport is not None:
+            transport.close()
+
+    async def push(self, status: AnyStr) -> None:
+        if self.hung_up or not status:
+            return
         await super().push(status)
 
     async def smtp_DATA(self, arg: str) -> None:
-        reply = self.plan.reply_at(Stage.DATA)
-        if self.plan.stall is Stage.DATA:
-            await asyncio.sleep(_STALL_SECONDS)
-        if reply is not None and self.envelope is not None and self.envelope.rcpt_tos:
-            await self.push(reply)
-            return
+        # Ask the session only where aiosmtpd would go ahead (it says 503 without a recipient).
+        if self.dialogue is not None and self.envelope is not None and self.envelope.rcpt_tos and not arg:
+            step = self.dialogue.data()
+            if not step.positive:  # 354 goes on to aiosmtpd's DATA
+                await self.push(await self.act(step))
+                return
         await super().smtp_DATA(arg)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
@@ -102,14 +131,13 @@ class _Session(SMTP):
         return match.group(1), ""
 
 
-async def _stall_or_reply(server: _Session, stage: Stage) -> str | None:
-    if server.plan.stall is stage:
-        await asyncio.sleep(_STALL_SECONDS)
-    return server.plan.reply_at(stage)
+def _dialogue(server: _Session) -> ServerSession:
+    assert server.dialogue is not None  # made before the greeting, so before any command
+    return server.dialogue
 
 
 class ServerHandler:
-    """aiosmtpd handler hooks that delegate every decision to a ``ReceivingServer`` and the plan."""
+    """aiosmtpd handler hooks: each asks the connection's ``ServerSession`` and puts its step on the wire."""
 
     def __init__(self, logic: ReceivingServer) -> None:
         self.logic = logic
@@ -117,55 +145,54 @@ class ServerHandler:
     async def handle_EHLO(
         self, server: _Session, session: Session, envelope: Envelope, hostname: str, responses: list[str]
     ) -> list[str]:
-        """The EHLO reply, or the plan's refusal."""
-        reply = await _stall_or_reply(server, Stage.EHLO)
-        if reply is not None:
-            return [reply]
-        session.host_name = hostname
-        return responses
+        """aiosmtpd's EHLO reply (with its extensions), or the session's refusal."""
+        step = _dialogue(server).ehlo(hostname)
+        if step.positive:
+            session.host_name = hostname
+            return responses
+        return [await server.act(step)]
+
+    async def handle_HELO(self, server: _Session, session: Session, envelope: Envelope, hostname: str) -> str:
+        """HELO is decided as EHLO is."""
+        step = _dialogue(server).ehlo(hostname)
+        if step.positive:
+            session.host_name = hostname
+        return await server.act(step)
 
     async def handle_MAIL(
         self, server: _Session, session: Session, envelope: Envelope, address: str, mail_options: list[str]
     ) -> str:
-        """Take the envelope sender, or the plan's refusal."""
-        reply = await _stall_or_reply(server, Stage.MAIL)
-        if reply is not None:
-            return reply
-        envelope.mail_from = address
-        envelope.mail_options.extend(mail_options)
-        return "250 2.1.0 Ok"
+        """Take the envelope sender, or the session's refusal."""
+        step = _dialogue(server).mail(address)
+        if step.positive:
+            envelope.mail_from = address
+            envelope.mail_options.extend(mail_options)
+        return await server.act(step)
 
     async def handle_RCPT(
         self, server: _Session, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
         """Accept or refuse one recipient."""
-        reply = await _stall_or_reply(server, Stage.RCPT)
-        if reply is None:
-            reply = self.logic.rcpt(address)
-        if reply is not None:
-            return reply
-        envelope.rcpt_tos.append(address)
-        envelope.rcpt_options.extend(rcpt_options)
-        return "250 2.1.5 Ok"
+        step = _dialogue(server).rcpt(address)
+        if step.positive:
+            envelope.rcpt_tos.append(address)
+            envelope.rcpt_options.extend(rcpt_options)
+        return await server.act(step)
+
+    async def handle_RSET(self, server: _Session, session: Session, envelope: Envelope) -> str:
+        """Forget the transaction."""
+        return await server.act(_dialogue(server).rset())
 
     async def handle_DATA(self, server: _Session, session: Session, envelope: Envelope) -> str:
-        """Commit the message (or not) and return the reply to the final dot."""
-        reply = await _stall_or_reply(server, Stage.DOT)
-        if reply is not None:
-            return reply
+        """The final dot: the session commits the message (or not) and gives the reply."""
         content = envelope.original_content or envelope.content
         assert isinstance(content, bytes)
-        reply = self.logic.data(content)
-        if server.plan.drop_after_commit and reply.startswith("250"):
-            server.dropped = True
-            assert server.transport is not None
-            server.transport.abort()
-        return reply
+        return await server.act(_dialogue(server).dot(content))
 
     async def handle_exception(self, error: Exception) -> str:
         """A bug in the server logic is recorded so the engine aborts the run."""
         self.logic.errors.append(error)
-        return "451 4.3.0 Internal error (recorded)"
+        return replies.INTERNAL_ERROR
 
 
 class WireServer:
@@ -193,12 +220,9 @@ class WireServer:
         """The announced connection never came (refused)."""
         self._plans.pop(client_port, None)
 
-    def take_plan(self, client_port: int) -> SessionPlan:
-        """The plan announced for *client_port*, or the current mode's default."""
-        plan = self._plans.pop(client_port, None)
-        if plan is None:
-            plan = SessionPlan(greeting=self.logic.greeting().value, greeting_reply=self.logic.tempfail_reply)
-        return plan
+    def take_plan(self, client_port: int) -> SessionPlan | None:
+        """The plan announced for *client_port*, or None: nobody announced it, the server decides."""
+        return self._plans.pop(client_port, None)
 
     def _protocol(self) -> asyncio.BaseProtocol:
         session = _Session(self, self.handler)
@@ -246,7 +270,7 @@ class WireServer:
         for session in list(self._sessions):
             if session.transport is None:
                 self._sessions.discard(session)
-            elif session.plan.greeting == "silent" or session.plan.stall is not None:
+            elif session.stalled:
                 session.transport.close()
                 self._sessions.discard(session)
 

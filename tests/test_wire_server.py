@@ -23,7 +23,12 @@ async def served():
     stores = MailStores(["mx"])
     commits: list[str] = []
     logic = ReceivingServer(
-        "mx", ["atnex.example"], "mx.atnex.example", stores, now=lambda: 0.0, on_commit=lambda m, s, t: commits.append(m)
+        "mx",
+        ["atnex.example"],
+        "mx.atnex.example",
+        stores,
+        now=lambda: 0.0,
+        on_commit=lambda m, s, t: commits.append(m),
     )
     server = WireServer(logic)
     await server.start()
@@ -47,7 +52,7 @@ def attempt_to(server: WireServer, rcpt: str = "user1@atnex.example", message_id
 
 
 async def test_up_accepts_and_stores_the_message(served):
-    logic, server, stores, commits = served
+    _logic, server, stores, commits = served
     outcome = await SmtpTransport().attempt(attempt_to(server))
     assert outcome.accepted and outcome.reply.startswith("250")
     assert commits == ["m1"]
@@ -55,7 +60,7 @@ async def test_up_accepts_and_stores_the_message(served):
 
 
 async def test_refuse_closes_the_listener_and_up_listens_again_on_the_same_port(served):
-    logic, server, stores, commits = served
+    logic, server, _stores, _commits = served
     port = server.port
     logic.mode = Mode.REFUSE
     await server.reconcile()
@@ -70,7 +75,7 @@ async def test_refuse_closes_the_listener_and_up_listens_again_on_the_same_port(
 
 
 async def test_blackhole_accepts_tcp_but_never_greets(served):
-    logic, server, stores, commits = served
+    logic, server, _stores, commits = served
     logic.mode = Mode.BLACKHOLE
     await server.reconcile()
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
@@ -87,7 +92,7 @@ async def test_blackhole_accepts_tcp_but_never_greets(served):
 
 
 async def test_tempfail_greets_421_and_really_closes(served):
-    logic, server, stores, commits = served
+    logic, server, _stores, _commits = served
     logic.mode = Mode.TEMPFAIL
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     try:
@@ -98,24 +103,32 @@ async def test_tempfail_greets_421_and_really_closes(served):
         writer.close()
         await writer.wait_closed()
     outcome = await SmtpTransport().attempt(attempt_to(server))
-    assert (outcome.failure.kind, outcome.failure.stage, outcome.failure.code) == (FailureKind.TEMPFAIL, Stage.GREETING, 421)
+    assert (outcome.failure.kind, outcome.failure.stage, outcome.failure.code) == (
+        FailureKind.TEMPFAIL,
+        Stage.GREETING,
+        421,
+    )
 
 
 async def test_recipient_in_a_domain_not_served_is_a_5xx_at_rcpt(served):
-    logic, server, stores, commits = served
+    _logic, server, _stores, commits = served
     outcome = await SmtpTransport().attempt(attempt_to(server, rcpt="user@elsewhere.example"))
-    assert (outcome.failure.kind, outcome.failure.stage, outcome.failure.code) == (FailureKind.PERMFAIL, Stage.RCPT, 550)
+    assert (outcome.failure.kind, outcome.failure.stage, outcome.failure.code) == (
+        FailureKind.PERMFAIL,
+        Stage.RCPT,
+        550,
+    )
     assert commits == []
 
 
 async def test_message_without_message_id_is_refused_after_the_dot(served):
-    logic, server, stores, commits = served
+    _logic, server, _stores, _commits = served
     outcome = await SmtpTransport().attempt(attempt_to(server, message_id=None))
     assert (outcome.failure.kind, outcome.failure.stage, outcome.failure.code) == (FailureKind.PERMFAIL, Stage.DOT, 554)
 
 
 async def test_crashed_server_with_no_disk_tempfails_after_the_dot(served):
-    logic, server, stores, commits = served
+    _logic, server, stores, _commits = served
     stores.crash("mx", 0.0)
     outcome = await SmtpTransport().attempt(attempt_to(server))
     assert (outcome.failure.kind, outcome.failure.stage, outcome.failure.code) == (FailureKind.TEMPFAIL, Stage.DOT, 451)
