@@ -67,7 +67,9 @@ async def test_4xx_at_ehlo_data_and_dot_defer_without_storing(stage, code):
 
 async def test_reply_fault_for_some_recipients_only():
     senders = [sender("s", EVERY_10M, at=[T0, T0])]  # user1 and user2
-    result = await run([fault({"kind": "reply", "stage": "rcpt", "code": 550, "recipients": ["user2@atnex.example"]})], senders)
+    result = await run(
+        [fault({"kind": "reply", "stage": "rcpt", "code": 550, "recipients": ["user2@atnex.example"]})], senders
+    )
     by_rcpt = {r.recipient: r for r in result.records}
     assert by_rcpt["user1@atnex.example"].final_state == "delivered"
     assert by_rcpt["user2@atnex.example"].final_state == "bounced"
@@ -78,7 +80,11 @@ async def test_fraction_of_sessions_is_seeded_and_partial():
     result = await run([fault({"kind": "reply", "stage": "rcpt", "code": 451, "fraction": 0.5})], senders)
     first = [r for r in result.records if r.attempts == 1]
     assert 8 < len(first) < 32  # about half got through at the first attempt
-    again = await run_scenario_async(make_scenario(timeline=[fault({"kind": "reply", "stage": "rcpt", "code": 451, "fraction": 0.5})], senders=senders))
+    again = await run_scenario_async(
+        make_scenario(
+            timeline=[fault({"kind": "reply", "stage": "rcpt", "code": 451, "fraction": 0.5})], senders=senders
+        )
+    )
     assert again.messages_csv() == result.messages_csv()
 
 
@@ -96,7 +102,10 @@ async def test_slow_server_charges_latency_and_turns_into_a_timeout_beyond_the_s
     slow = await run([fault({"kind": "slow", "latency": "1m"})], [sender("s", policy, at=[T0])])
     (r,) = slow.records
     assert r.attempts == 1 and hhmm(slow, r.accepted_at) == "01:06"  # greeting, EHLO, MAIL, RCPT, DATA, dot: 6 x 1m
-    stuck = await run([fault({"kind": "slow", "latency": "10m", "stage": "greeting"}, until="2011-10-26 01:30")], [sender("s", policy, at=[T0])])
+    stuck = await run(
+        [fault({"kind": "slow", "latency": "10m", "stage": "greeting"}, until="2011-10-26 01:30")],
+        [sender("s", policy, at=[T0])],
+    )
     (r,) = stuck.records
     assert replies(stuck)[0] == ("timeout", "greeting", None)
     attempts = [e.time[11:16] for e in stuck.events if e.type == "attempt"]
@@ -159,7 +168,12 @@ async def test_qmail_does_not_fall_back_once_connected_but_postfix_does():
 async def test_backup_mx_queues_and_relays_when_the_primary_returns():
     servers = [
         {"name": "mx1", "domains": ["atnex.example"], "preference": 10, "initially": "refuse"},
-        {"name": "backup", "domains": ["atnex.example"], "preference": 20, "relay": {"policy": {"retry": "15m", "lifetime": "5d"}}},
+        {
+            "name": "backup",
+            "domains": ["atnex.example"],
+            "preference": 20,
+            "relay": {"policy": {"retry": "15m", "lifetime": "5d"}},
+        },
     ]
     back = await run([{"at": "2011-10-26 03:00", "server": "mx1", "event": "up"}], servers=servers)
     (r,) = back.records
@@ -198,7 +212,9 @@ async def test_scheduled_backups_bound_what_a_crash_strands():
     assert late.final_state == "stranded"  # accepted after the last backup before the crash
     before_crash = [e.time[11:16] for e in result.events if e.type == "backup" and e.ok and e.t < 2.5 * 3600]
     assert before_crash == ["00:00", "01:00", "02:00"]
-    assert any(e.type == "backup" and not e.ok and getattr(e, "reason", None) == "no working disk" for e in result.events)
+    assert any(
+        e.type == "backup" and not e.ok and getattr(e, "reason", None) == "no working disk" for e in result.events
+    )
 
 
 async def test_restore_onto_a_new_server_with_a_dns_change():
@@ -212,7 +228,11 @@ async def test_restore_onto_a_new_server_with_a_dns_change():
         {"at": "2011-10-26 05:00", "server": "new", "event": "restore", "from_server": "old"},
         {"at": "2011-10-26 05:00", "event": "dns", "domain": "atnex.example", "mx": ["new"], "ttl": "5m"},
     ]
-    result = await run(timeline, [sender("s", EVERY_10M, at=["2011-10-26 00:10", "2011-10-26 01:00", "2011-10-26 03:00"])], servers=servers)
+    result = await run(
+        timeline,
+        [sender("s", EVERY_10M, at=["2011-10-26 00:10", "2011-10-26 01:00", "2011-10-26 03:00"])],
+        servers=servers,
+    )
     a, b, c = result.records
     assert (a.final_state, hhmm(result, a.final_at)) == ("delivered", "05:00")  # restored from old's backup
     assert b.final_state == "stranded"
