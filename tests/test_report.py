@@ -69,7 +69,7 @@ def test_what_happened_table_matches_the_summary(small_report):
     header, body = rows[0], rows[1:]
     assert header == ["#", "sent", "messages", "delivered", "stranded", "lost", "bounced", "queued", "what that means"]
     assert [r[1] for r in body] == [w["label"] for w in summary["windows"]]
-    for row, window in zip(body, summary["windows"]):
+    for row, window in zip(body, summary["windows"], strict=True):
         assert int(row[2]) == window["messages"]
         assert [int(cell.split()[0]) for cell in row[3:8]] == list(window["counts"].values())
     # No declared windows: derived from the timeline, like the post-mortem's.

@@ -18,7 +18,18 @@ from PIL import Image
 
 from simulator.report import FIGURES
 
-SECTIONS = ("summary", "timeline", "what-happened", "outcomes", "senders", "queues", "delays", "recovery", "thresholds")
+SECTIONS = (
+    "summary",
+    "timeline",
+    "what-happened",
+    "bounces",
+    "outcomes",
+    "senders",
+    "queues",
+    "delays",
+    "recovery",
+    "thresholds",
+)
 
 
 def chromium() -> str:
@@ -32,11 +43,23 @@ def chromium() -> str:
 
 def browse(page: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     command = [
-        chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-        f"--user-data-dir={tmp_path / 'profile'}", *args, page.resolve().as_uri(),
+        chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        *args,
+        page.resolve().as_uri(),
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": str(tmp_path)})
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": str(tmp_path)}
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return done
 

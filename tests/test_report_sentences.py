@@ -36,9 +36,21 @@ def data() -> ReportData:
     return ReportData(Path("."), Analysis(facts), None, datetime(2024, 3, 4))
 
 
-def message(n: int, state: str, group: str = "postfix", accepted: float | None = None, final: float | None = None) -> MessageRecord:
-    return MessageRecord(f"m{n}", f"{group}-1", group, group, "a@x", "b@example.com", H, accepted_at=accepted,
-                         final_state=state, final_at=final)
+def message(
+    n: int, state: str, group: str = "postfix", accepted: float | None = None, final: float | None = None
+) -> MessageRecord:
+    return MessageRecord(
+        f"m{n}",
+        f"{group}-1",
+        group,
+        group,
+        "a@x",
+        "b@example.com",
+        H,
+        accepted_at=accepted,
+        final_state=state,
+        final_at=final,
+    )
 
 
 def test_one_message_reads_in_the_singular():
@@ -50,7 +62,12 @@ def test_one_message_reads_in_the_singular():
 
 def test_mixed_window_lists_each_state_with_its_share_and_who_bounced():
     records = [message(i, "delivered", accepted=2 * H, final=30 * H) for i in range(6)]
-    records += [message(10, "bounced", "ses"), message(11, "bounced", "ses"), message(12, "bounced", "mailgun"), message(13, "queued")]
+    records += [
+        message(10, "bounced", "ses"),
+        message(11, "bounced", "ses"),
+        message(12, "bounced", "mailgun"),
+        message(13, "queued"),
+    ]
     assert sentence(data(), H, 10 * H, records) == (
         "Mail sent between 01:00 on 03/04 and 10:00 on 03/04 (10 messages): 6 (60%) are in a mailbox on a live server, "
         "all of them readable again only from 06:00 on 03/05, restored from a backup; 3 (30%) bounced and their senders "

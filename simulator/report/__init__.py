@@ -34,7 +34,16 @@ def write_report(folder: str | Path) -> Path:
         drawn["storms"] = figures.storms_png(data, storms, stale)
     elif stale.exists():
         stale.unlink()
-    page = html.render(data, drawn, tables.window_rows(data), tables.sender_rows(data), tables.qshape_tables(data), storms)
+    page = html.render(
+        data,
+        drawn,
+        tables.window_rows(data),
+        tables.sender_rows(data),
+        tables.qshape_tables(data),
+        storms,
+        tables.incident_rows(data),
+        tables.bounce_rows(data),
+    )
     path = out / "report.html"
     path.write_text(page, encoding="utf-8")
     return path

@@ -9,27 +9,69 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 from matplotlib import dates as mdates
+from matplotlib.artist import Artist
+from matplotlib.axes import Axes
+from matplotlib.dates import DateLocator
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
-from matplotlib.ticker import NullLocator
+from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import Formatter, NullLocator
 
 from .. import metrics
+from ..events import BackupEvent, CrashEvent, DiskLostEvent, DiskRecoveredEvent, Event, FaultEvent, RestoreEvent
 from ..ledger import STATES
 from .data import ReportData
-from .tables import duration
+from .tables import backup_runs, duration, fault_words
 
-__all__ = ["STATE_COLORS", "SERVER_COLORS", "timeline_png", "outcomes_png", "queue_png", "delays_png", "storms_png"]
+__all__ = [
+    "STATE_COLORS",
+    "SERVER_COLORS",
+    "FAULT_COLORS",
+    "timeline_png",
+    "outcomes_png",
+    "queue_png",
+    "delays_png",
+    "storms_png",
+]
 
-STATE_COLORS = {"delivered": "#2e7d32", "stranded": "#ad1457", "lost": "#b71c1c", "bounced": "#f9a825", "queued": "#0277bd"}
-SERVER_COLORS = {"up": "#81c784", "refuse": "#e57373", "blackhole": "#424242", "unreachable": "#9e9e9e", "tempfail": "#ffb74d"}
+STATE_COLORS = {
+    "delivered": "#2e7d32",
+    "stranded": "#ad1457",
+    "lost": "#b71c1c",
+    "bounced": "#f9a825",
+    "queued": "#0277bd",
+}
+SERVER_COLORS = {
+    "up": "#81c784",
+    "refuse": "#e57373",
+    "blackhole": "#424242",
+    "unreachable": "#9e9e9e",
+    "tempfail": "#ffb74d",
+}
 DISK_COLORS = {"live": "#90caf9", "failed": "#6d4c41"}
 OUTAGE = "#e53935"
 DPI = 110
-GROUP_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+# matplotlib.dates has no annotations: typed views of the three parts used here.
+_date2num: Callable[[datetime], float] = mdates.date2num
+_date_locator: Callable[..., DateLocator] = mdates.AutoDateLocator
+_date_formatter: Callable[[DateLocator], Formatter] = mdates.ConciseDateFormatter
+GROUP_COLORS = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -41,16 +83,21 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def _time_axis(ax, data: ReportData, lo: float = 0.0, hi: float | None = None) -> None:
-    ax.set_xlim(data.when(lo), data.when(data.horizon if hi is None else hi))
-    locator = mdates.AutoDateLocator(minticks=6, maxticks=16)
+def _x(data: ReportData, t: float) -> float:
+    """Simulated second *t* as a matplotlib date number on the scenario's clock."""
+    return _date2num(data.when(t))
+
+
+def _time_axis(ax: Axes, data: ReportData, lo: float = 0.0, hi: float | None = None) -> None:
+    ax.set_xlim(_x(data, lo), _x(data, data.horizon if hi is None else hi))
+    locator = _date_locator(minticks=6, maxticks=16)
     ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.xaxis.set_major_formatter(_date_formatter(locator))
 
 
-def _shade_outages(ax, data: ReportData) -> None:
+def _shade_outages(ax: Axes, data: ReportData) -> None:
     for _, iv in metrics.outages(data.intervals("states")):
-        ax.axvspan(data.when(iv.start), data.when(iv.end), color=OUTAGE, alpha=0.10, lw=0, zorder=0)
+        ax.axvspan(_x(data, iv.start), _x(data, iv.end), color=OUTAGE, alpha=0.10, lw=0, zorder=0)
 
 
 def _group_colors(data: ReportData) -> dict[str, str]:
@@ -63,7 +110,7 @@ def _group_label(data: ReportData, group: str) -> str:
 
 
 # ---------------------------------------------------------------- 1. incident timeline
-_MARKS = {
+_MARKS: dict[tuple[str, bool | None], tuple[str, str, str]] = {
     ("backup", True): ("^", "#1b5e20", "backup ok"),
     ("backup", False): ("v", "#c62828", "backup failed"),
     ("crash", None): ("X", "#b71c1c", "crash (disk fails)"),
@@ -71,11 +118,34 @@ _MARKS = {
     ("disk_recovered", None): ("*", "#2e7d32", "disk recovered"),
     ("disk_lost", None): ("x", "#000000", "disk lost"),
 }
+FAULT_COLORS = {
+    "capacity": "#7e57c2",
+    "reply": "#ef6c00",
+    "accept-then-drop": "#d81b60",
+    "slow": "#00897b",
+    "disk-full": "#5d4037",
+    "greylist": "#546e7a",
+    "fail-first": "#9e9d24",
+}
+
+
+def _mark_key(event: Event) -> tuple[str, bool | None] | None:
+    """The marker an event of the timeline is drawn with, or ``None``."""
+    if isinstance(event, BackupEvent):
+        return ("backup", event.ok)
+    if isinstance(event, (CrashEvent, RestoreEvent, DiskRecoveredEvent, DiskLostEvent)):
+        return (event.type, None)
+    return None
+
+
+def _routine(group: list[Event]) -> bool:
+    """A run of backups, or a scheduled one: drawn small and not labelled."""
+    return len(group) > 1 or (isinstance(group[0], BackupEvent) and group[0].scheduled)
 
 
 def _span(data: ReportData, iv: metrics.Interval) -> tuple[float, float]:
     """An interval as matplotlib date numbers: (start, width in days)."""
-    return float(mdates.date2num(data.when(iv.start))), (iv.end - iv.start) / 86400
+    return _x(data, iv.start), (iv.end - iv.start) / 86400
 
 
 def _levels(xs: list[float], gap: float, most: int = 4) -> list[int]:
@@ -93,43 +163,120 @@ def _levels(xs: list[float], gap: float, most: int = 4) -> list[int]:
     return out
 
 
+def _lanes(spans: list[tuple[float, float]]) -> list[int]:
+    """A lane for each ``(start, stop)`` span (in start order) so that spans in one lane do not overlap."""
+    ends: list[float] = []
+    out = []
+    for start, stop in spans:
+        lane = next((i for i, end in enumerate(ends) if end <= start), len(ends))
+        if lane == len(ends):
+            ends.append(stop)
+        ends[lane] = stop
+        out.append(lane)
+    return out
+
+
+def _draw_faults(ax: Axes, data: ReportData, y: int, spans: list[tuple[FaultEvent, float]]) -> set[str]:
+    """Each fault of one server as a bar on its row, labelled in words where there is room; returns the kinds drawn."""
+    lanes = _lanes([(e.t, stop) for e, stop in spans])
+    count = max(lanes) + 1 if lanes else 1
+    height = 0.8 / count
+    room = 0.06 * max(data.horizon, 1.0)
+    kinds = set()
+    for (event, stop), lane in zip(spans, lanes, strict=True):
+        kind = str(event.fault.get("kind", ""))
+        kinds.add(kind)
+        x0, width = _span(data, metrics.Interval(event.t, max(stop, event.t + 1.0), kind))
+        bottom = y - 0.4 + lane * height
+        bar = Rectangle((x0, bottom), width, height, facecolor=FAULT_COLORS.get(kind, "#8d6e63"), lw=0, zorder=2)
+        ax.add_patch(bar)
+        if stop - event.t >= room:
+            label = ax.text(
+                _x(data, event.t),
+                bottom + height / 2,
+                f" {fault_words(event.fault)}",
+                va="center",
+                ha="left",
+                fontsize=8 if count == 1 else 7,
+                color="white",
+                zorder=3,
+                clip_on=True,
+            )
+            label.set_clip_path(bar)
+    return kinds
+
+
 def timeline_png(data: ReportData, path: Path) -> Path:
-    """Each server's listening state and disk over time, with backups, crashes, restores and recoveries marked."""
+    """Each server's listening state, disk and faults over time, with backups, crashes, restores and recoveries marked.
+
+    Runs of alike backups (a backup schedule) are drawn small and labelled once.
+    """
+    a = data.analysis
     servers = data.servers
     states, disks = data.intervals("states"), data.intervals("disks")
-    notes = []
-    for m in data.marks:
-        key = (m["type"], bool(m.get("ok")) if m["type"] == "backup" else None)
-        if key in _MARKS and m["server"] in servers and (m["type"] != "backup" or m.get("ok")):
-            notes.append(m)
-    levels = _levels([m["t"] for m in notes], 0.13 * data.end)
-    depth = (max(levels) + 1) if levels else 0
-    fig = _figure(12, 1.5 + 1.1 * len(servers) + 0.32 * depth)
-    ax = fig.add_subplot()
+    faults: dict[str, list[tuple[FaultEvent, float]]] = {}
+    for event, stop in a.fault_spans:
+        faults.setdefault(event.server, []).append((event, stop))
     rows: list[str] = []
+    where: dict[str, dict[str, int]] = {}
     for name in servers:
-        y_state, y_disk = len(rows), len(rows) + 1
+        where[name] = {"state": len(rows), "disk": len(rows) + 1}
         rows += [f"{name}: accepting mail", f"{name}: disk"]
+        if name in faults:
+            where[name]["faults"] = len(rows)
+            rows.append(f"{name}: faults")
+    groups = [
+        g
+        for g in backup_runs(a.timeline_events)
+        if _mark_key(g[0]) is not None and getattr(g[0], "server", "") in where
+    ]
+    # Labelled: crashes, restores, disks and backups taken by hand that worked; scheduled backups are small marks.
+    notes = [g for g in groups if not _routine(g) and _mark_key(g[0]) != ("backup", False)]
+    levels = _levels([g[0].t for g in notes], 0.13 * data.end)
+    depth = (max(levels) + 1) if levels else 0
+    fig = _figure(12, 1.5 + 0.55 * len(rows) + 0.32 * depth)
+    ax = fig.add_subplot()
+    for name in servers:
         for iv in states.get(name, []):
-            ax.broken_barh([_span(data, iv)], (y_state - 0.35, 0.7), color=SERVER_COLORS.get(iv.state, "#bdbdbd"), lw=0)
+            y = where[name]["state"]
+            ax.broken_barh([_span(data, iv)], (y - 0.35, 0.7), color=SERVER_COLORS.get(iv.state, "#bdbdbd"), lw=0)
         for iv in disks.get(name, []):
-            ax.broken_barh([_span(data, iv)], (y_disk - 0.25, 0.5), color=DISK_COLORS.get(iv.state, "#bdbdbd"), lw=0)
+            y = where[name]["disk"]
+            ax.broken_barh([_span(data, iv)], (y - 0.25, 0.5), color=DISK_COLORS.get(iv.state, "#bdbdbd"), lw=0)
+    fault_kinds: set[str] = set()
+    for name, spans in faults.items():
+        if name in where:
+            fault_kinds |= _draw_faults(ax, data, where[name]["faults"], spans)
     used: dict[str, tuple[str, str]] = {}
-    for m in data.marks:
-        key = (m["type"], bool(m.get("ok")) if m["type"] == "backup" else None)
-        if key not in _MARKS or m["server"] not in servers:
-            continue
+    for group in groups:
+        key = _mark_key(group[0])
+        assert key is not None
         marker, color, label = _MARKS[key]
-        y = 2 * servers.index(m["server"]) + 1
-        ax.plot([data.when(m["t"])], [y], marker=marker, color=color, markersize=11, markeredgecolor="white", linestyle="none", zorder=3)
+        y = where[getattr(group[0], "server", "")]["disk"]
+        small = _routine(group)
+        ax.plot(
+            [_x(data, e.t) for e in group],
+            [y] * len(group),
+            marker=marker,
+            color=color,
+            markersize=6 if small else 11,
+            markeredgecolor="white",
+            markeredgewidth=0.5 if small else 1.0,
+            linestyle="none",
+            zorder=3,
+        )
         used[label] = (marker, color)
-    for m, level in zip(notes, levels):
-        marker, color, label = _MARKS[(m["type"], True if m["type"] == "backup" else None)]
-        y = 2 * servers.index(m["server"]) + 1
+    for group, level in zip(notes, levels, strict=True):
+        key = _mark_key(group[0])
+        assert key is not None
+        _, color, label = _MARKS[key]
+        first = group[0]
+        y = where[getattr(first, "server", "")]["disk"]
+        text = f"{label.split(' (')[0]} {data.short(first.t)}"
         ax.annotate(
-            f"{label.split(' (')[0]} {data.short(m['t'])}",
-            (data.when(m["t"]), y),
-            xytext=(data.when(m["t"]), -0.75 - 0.55 * level),
+            text,
+            (_x(data, first.t), y),
+            xytext=(_x(data, first.t), -0.75 - 0.55 * level),
             ha="center",
             va="bottom",
             fontsize=8.5,
@@ -139,13 +286,31 @@ def timeline_png(data: ReportData, path: Path) -> Path:
         )
     ax.set_yticks(range(len(rows)), rows)
     ax.set_ylim(len(rows) - 0.4, -0.95 - 0.55 * depth)
-    _time_axis(ax, data)
+    _time_axis(
+        ax,
+        data,
+        0.0,
+        max([data.horizon] + [min(data.end, stop * 1.03) for _, stop in a.fault_spans if stop < data.end]),
+    )
     ax.grid(axis="x", color="#e0e0e0", lw=0.6)
     ax.set_axisbelow(True)
-    shown_states = sorted({iv.state for ivs in states.values() for iv in ivs}, key=lambda s: list(SERVER_COLORS).index(s) if s in SERVER_COLORS else 99)
-    handles = [Patch(color=SERVER_COLORS.get(s, "#bdbdbd"), label="up" if s == "up" else f"down ({s})") for s in shown_states]
-    handles += [Patch(color=DISK_COLORS[s], label=f"disk {s}") for s in ("live", "failed") if any(iv.state == s for ivs in disks.values() for iv in ivs)]
-    handles += [Line2D([], [], marker=mk, color=c, linestyle="none", markersize=9, label=label) for label, (mk, c) in used.items()]
+    order = list(SERVER_COLORS)
+    shown_states = sorted(
+        {iv.state for ivs in states.values() for iv in ivs}, key=lambda s: order.index(s) if s in order else 99
+    )
+    handles: list[Artist] = [
+        Patch(color=SERVER_COLORS.get(s, "#bdbdbd"), label="up" if s == "up" else f"down ({s})") for s in shown_states
+    ]
+    handles += [
+        Patch(color=DISK_COLORS[s], label=f"disk {s}")
+        for s in ("live", "failed")
+        if any(iv.state == s for ivs in disks.values() for iv in ivs)
+    ]
+    handles += [Patch(color=FAULT_COLORS.get(k, "#8d6e63"), label=f"fault: {k}") for k in sorted(fault_kinds)]
+    handles += [
+        Line2D([], [], marker=mk, color=c, linestyle="none", markersize=9, label=label)
+        for label, (mk, c) in used.items()
+    ]
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), fontsize=8, frameon=False)
     ax.set_title("Incident timeline", loc="left", fontsize=12, fontweight="bold")
     return _save(fig, path)
@@ -169,20 +334,27 @@ def outcomes_png(data: ReportData, path: Path) -> Path:
     for r in data.records:
         bins[r.final_state][int(r.submitted_at // width)] += 1
     slots = range(int(last // width) + 1)
-    xs = [data.when(i * width) for i in slots]
+    xs = [_x(data, i * width) for i in slots]
     bottom = [0] * len(xs)
     bar_width = width / 86400 * 0.95
     for state in STATES:
         heights = [bins[state][i] for i in slots]
         if any(heights):
-            ax.bar(xs, heights, width=bar_width, bottom=bottom, align="edge", color=STATE_COLORS[state], label=state, lw=0)
-            bottom = [b + h for b, h in zip(bottom, heights)]
+            ax.bar(
+                xs, heights, width=bar_width, bottom=bottom, align="edge", color=STATE_COLORS[state], label=state, lw=0
+            )
+            bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
     _shade_outages(ax, data)
     _time_axis(ax, data, 0.0, max(data.horizon, min(data.end, (int(last // width) + 1) * width)))
     ax.set_ylabel(f"messages per {duration(width)}")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper left", fontsize=8, ncols=5, frameon=False)
-    ax.set_title("What became of the mail, by when it was sent (shaded: a server was down)", loc="left", fontsize=12, fontweight="bold")
+    ax.set_title(
+        "What became of the mail, by when it was sent (shaded: a server was down)",
+        loc="left",
+        fontsize=12,
+        fontweight="bold",
+    )
     ax.grid(axis="y", color="#e0e0e0", lw=0.6)
     ax.set_axisbelow(True)
     return _save(fig, path)
@@ -210,7 +382,7 @@ def queue_png(data: ReportData, path: Path) -> Path:
         stacks.append(values)
         labels.append(_group_label(data, g))
         shades.append(colors[g])
-    xs = [data.when(t) for t in times]
+    xs = [_x(data, t) for t in times]
     if stacks:
         ax.stackplot(xs, stacks, labels=labels, colors=shades, step="post", lw=0)
         ax.legend(loc="upper left", fontsize=8, ncols=3, frameon=False)
@@ -218,14 +390,27 @@ def queue_png(data: ReportData, path: Path) -> Path:
     _time_axis(ax, data)
     ax.set_ylim(bottom=0)
     ax.set_ylabel("messages queued at senders")
-    ax.set_title("Queue depth at the senders (submitted, not yet accepted or bounced)", loc="left", fontsize=12, fontweight="bold")
+    ax.set_title(
+        "Queue depth at the senders (submitted, not yet accepted or bounced)",
+        loc="left",
+        fontsize=12,
+        fontweight="bold",
+    )
     ax.grid(axis="y", color="#e0e0e0", lw=0.6)
     ax.set_axisbelow(True)
     return _save(fig, path)
 
 
 # ---------------------------------------------------------------- 5. delays and recovery storms
-_DELAY_TICKS = ((60, "1m"), (600, "10m"), (3600, "1h"), (6 * 3600, "6h"), (86400, "1d"), (3 * 86400, "3d"), (7 * 86400, "7d"))
+_DELAY_TICKS = (
+    (60, "1m"),
+    (600, "10m"),
+    (3600, "1h"),
+    (6 * 3600, "6h"),
+    (86400, "1d"),
+    (3 * 86400, "3d"),
+    (7 * 86400, "7d"),
+)
 
 
 def delays_png(data: ReportData, path: Path) -> Path:
@@ -244,10 +429,17 @@ def delays_png(data: ReportData, path: Path) -> Path:
         if not delays:
             continue
         top = max(top, delays[-1])
-        xs = [floor] + delays
+        xs = [floor, *delays]
         ys = [sum(1 for d in delays if d <= floor) / len(mine)] + [(i + 1) / len(mine) for i in range(len(delays))]
         lowest = min(lowest, ys[0])
-        ax.step(xs, ys, where="post", color=colors[g], lw=1.6, label=f"{_group_label(data, g)}: {len(delays)}/{len(mine)} accepted")
+        ax.step(
+            xs,
+            ys,
+            where="post",
+            color=colors[g],
+            lw=1.6,
+            label=f"{_group_label(data, g)}: {len(delays)}/{len(mine)} accepted",
+        )
     ax.set_xscale("log")
     ax.set_xlim(floor, top * 1.5)
     ticks = [(s, label) for s, label in _DELAY_TICKS if floor <= s <= top * 1.5]
@@ -256,11 +448,16 @@ def delays_png(data: ReportData, path: Path) -> Path:
     bottom = max(0.0, math.floor((lowest - 0.05) * 10) / 10)
     ax.set_ylim(bottom, 1.02)
     ax.set_xlabel("delay from submission to the first 250 (log scale; at most 30 s counts as 30 s)")
-    ax.set_ylabel("share of the group's messages" + (" (axis starts at %.1f)" % bottom if bottom else ""))
+    ax.set_ylabel("share of the group's messages" + (f" (axis starts at {bottom:.1f})" if bottom else ""))
     ax.grid(color="#e0e0e0", lw=0.6)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper left", fontsize=8, frameon=True)
-    ax.set_title("Delivery delay per sender group (the curve stops at the share ever accepted)", loc="left", fontsize=12, fontweight="bold")
+    ax.set_title(
+        "Delivery delay per sender group (the curve stops at the share ever accepted)",
+        loc="left",
+        fontsize=12,
+        fontweight="bold",
+    )
     return _save(fig, path)
 
 
@@ -278,9 +475,17 @@ def storms_png(data: ReportData, storms: list[metrics.Storm], path: Path) -> Pat
     for n, storm in enumerate(storms):
         ax = fig.add_subplot(len(storms), 1, n + 1)
         horizon = _horizon(storm)
-        minutes = int(math.ceil(horizon / 60))
+        minutes = math.ceil(horizon / 60)
         hours = [m / 60 for m in range(minutes)]
-        ax.bar(hours, [storm.per_minute.get(m, 0) for m in range(minutes)], width=1 / 60, align="edge", color="#455a64", lw=0, label="SMTP sessions per minute")
+        ax.bar(
+            hours,
+            [storm.per_minute.get(m, 0) for m in range(minutes)],
+            width=1 / 60,
+            align="edge",
+            color="#455a64",
+            lw=0,
+            label="SMTP sessions per minute",
+        )
         ax.set_xlim(0, horizon / 3600)
         ax.set_ylabel("sessions / minute")
         ax.set_xlabel(f"hours after {storm.server} came back at {data.short(storm.at)}")
@@ -298,13 +503,32 @@ def storms_png(data: ReportData, storms: list[metrics.Storm], path: Path) -> Pat
         twin.step(steps_x, steps_y, where="post", color=backlog_color, lw=2, label="backlog still waiting")
         twin.set_ylim(0, max(1, storm.backlog) * 1.1)
         twin.set_ylabel("backlog", color=backlog_color)
-        for value, label, style in ((storm.drained_90, "90% drained", ":"), (storm.drained, "all drained", "--")):
+        # 90% to the left of its line, all to the right, so that close drain times do not overprint.
+        lines = [(storm.drained_90, "90% drained", ":", -4, "right"), (storm.drained, "all drained", "--", 4, "left")]
+        if storm.drained_90 == storm.drained:
+            lines = [(storm.drained, "90% and all drained", "--", 4, "left")]
+        for value, label, style, offset, side in lines:
             if value is not None and value <= horizon:
                 ax.axvline(value / 3600, color=backlog_color, ls=style, lw=1.2)
-                ax.annotate(f"{label}\n{duration(value)}", (value / 3600, 0.62), xycoords=("data", "axes fraction"), xytext=(4, 0), textcoords="offset points", fontsize=8, va="top", color=backlog_color)
+                ax.annotate(
+                    f"{label}\n{duration(value)}",
+                    (value / 3600, 0.62),
+                    xycoords=("data", "axes fraction"),
+                    xytext=(offset, 0),
+                    textcoords="offset points",
+                    fontsize=8,
+                    va="top",
+                    ha=side,
+                    color=backlog_color,
+                )
         peak = f"peak {storm.peak_per_minute}/min at {data.short(storm.peak_at)}"
-        ax.set_title(f"Recovery {n + 1}: {storm.backlog} messages waiting; {peak}", loc="left", fontsize=11, fontweight="bold")
-        handles = [Patch(color="#455a64", label="SMTP sessions per minute"), Line2D([], [], color=backlog_color, lw=2, label="backlog still waiting")]
+        ax.set_title(
+            f"Recovery {n + 1}: {storm.backlog} messages waiting; {peak}", loc="left", fontsize=11, fontweight="bold"
+        )
+        handles = [
+            Patch(color="#455a64", label="SMTP sessions per minute"),
+            Line2D([], [], color=backlog_color, lw=2, label="backlog still waiting"),
+        ]
         ax.legend(handles=handles, loc="upper right", fontsize=8, frameon=False)
         ax.grid(axis="y", color="#e0e0e0", lw=0.6)
         ax.set_axisbelow(True)

@@ -8,7 +8,6 @@ resource error is written into ``#report-errors``.
 from __future__ import annotations
 
 import base64
-from datetime import datetime
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from .. import metrics
 from ..ledger import STATES
 from .data import ReportData
 from .figures import STATE_COLORS
-from .tables import QShape, SenderRow, WindowRow, duration, pct
+from .tables import BounceRow, IncidentRow, QShape, SenderRow, WindowRow, duplicates_sentence, duration, pct
 
 __all__ = ["render"]
 
@@ -101,48 +100,42 @@ def _legend() -> str:
     return f'<p class="legend">{items}</p>'
 
 
+def _card(n: int, label: str, title: str = "", border: str = "") -> str:
+    style = f' style="border-left:6px solid {border}"' if border else ""
+    hint = f' title="{escape(title)}"' if title else ""
+    return f'<div class="card"{style}{hint}><b>{n}</b><span>{escape(label)}</span></div>'
+
+
 def _cards(data: ReportData) -> str:
-    counts = data.summary.get("counts", {})
-    total = int(data.summary.get("messages", len(data.records)))
-    cards = [f'<div class="card"><b>{total}</b><span>messages submitted</span></div>']
-    for s in STATES:
-        n = int(counts.get(s, 0))
-        cards.append(f'<div class="card" style="border-left:6px solid {STATE_COLORS[s]}"><b>{n}</b><span>{s} {pct(n, total)}</span></div>')
-    attempts = data.summary.get("attempts")
-    if attempts is not None:
-        cards.append(f'<div class="card"><b>{attempts}</b><span>delivery attempts</span></div>')
+    a = data.analysis
+    total = a.messages
+    cards = [_card(total, "messages submitted")]
+    cards += [_card(a.counts[s], f"{s} {pct(a.counts[s], total)}", STATE_MEANING[s], STATE_COLORS[s]) for s in STATES]
+    cards.append(_card(a.attempts, "delivery attempts"))
+    cards.append(
+        f'<div class="card" id="duplicates-card" title="accepted more than once"><b>{a.duplicates}</b>'
+        f"<span>accepted more than once</span></div>"
+    )
+    turned_away = sum(a.turned_away.values())
+    if turned_away:
+        cards.append(_card(turned_away, "sessions turned away (421 at a capacity limit)"))
+    if a.delay_warnings:
+        cards.append(_card(a.delay_warnings, "delay warnings to originators"))
     return f'<div class="cards">{"".join(cards)}</div>'
 
 
-def _taken(data: ReportData, iso: str | None) -> str:
-    """A backup's time as the rest of the page writes times."""
-    if not iso:
-        return "latest"
-    try:
-        return data.short((datetime.fromisoformat(iso) - data.start).total_seconds())
-    except (TypeError, ValueError):
-        return iso
-
-
-def _marks_table(data: ReportData) -> str:
-    names = {"server": "server state", "crash": "crash", "backup": "backup", "restore": "restore", "disk_recovered": "disk recovered", "disk_lost": "disk lost"}
-    rows = []
-    for m in data.marks:
-        what = names.get(m["type"], m["type"])
-        if m["type"] == "backup":
-            what = "backup ok" if m.get("ok") else "backup failed"
-        elif m["type"] == "server":
-            what = "up" if m.get("state") == "up" else f"down ({m.get('state')})"
-        elif m["type"] == "crash":
-            what = f"crash ({m.get('messages_on_disk', '?')} messages on the disk)"
-        elif m["type"] == "restore":
-            what = f"restore from the {_taken(data, m.get('backup_taken_at'))} backup ({m.get('messages', '?')} messages)"
-        elif m["type"] in ("disk_recovered", "disk_lost"):
-            what = f"{what} ({m.get('messages', '?')} messages)"
-        rows.append(f'<tr><td class="l">{escape(data.short(m["t"]))}</td><td class="l">{escape(m["server"])}</td><td class="l">{escape(what)}</td><td class="l">{escape(m.get("note") or "")}</td></tr>')
+def _incident_table(data: ReportData, rows: list[IncidentRow]) -> str:
     if not rows:
         return "<p>The timeline has no events: every server stays as it started.</p>"
-    return '<table id="timeline-events"><tr><th class="l">when</th><th class="l">server</th><th class="l">event</th><th class="l">note</th></tr>' + "".join(rows) + "</table>"
+    body = "".join(
+        f'<tr><td class="l">{escape(data.short(r.t))}</td><td class="l">{escape(r.server)}</td><td class="l">{escape(r.what)}</td>'
+        f'<td class="l">{escape(r.until)}</td><td class="l">{escape(r.note)}</td></tr>'
+        for r in rows
+    )
+    return (
+        '<table id="timeline-events"><tr><th class="l">when</th><th class="l">server</th><th class="l">event</th>'
+        f'<th class="l">until</th><th class="l">note</th></tr>{body}</table>'
+    )
 
 
 def _windows_table(rows: list[WindowRow], declared: bool) -> str:
@@ -150,8 +143,14 @@ def _windows_table(rows: list[WindowRow], declared: bool) -> str:
     body = []
     for w in rows:
         cells = "".join(_cell(w.counts[s], w.total, s) for s in STATES)
-        body.append(f'<tr><td>{w.number}</td><td class="l">{escape(w.label)}</td><td>{w.total}</td>{cells}<td class="sentence">{escape(w.sentence)}</td></tr>')
-    origin = "the scenario's windows" if declared else "windows derived from the timeline: failures, recoveries, and the last good backup before each crash"
+        body.append(
+            f'<tr><td>{w.number}</td><td class="l">{escape(w.label)}</td><td>{w.total}</td>{cells}<td class="sentence">{escape(w.sentence)}</td></tr>'
+        )
+    origin = (
+        "the scenario's windows"
+        if declared
+        else "windows derived from the timeline: failures, recoveries, and the last good backup before each crash"
+    )
     return (
         f'<table id="windows-table"><caption style="text-align:left;font-size:13px;color:#555">By when the mail was sent ({escape(origin)})</caption>'
         f'<tr><th>#</th><th class="l">sent</th><th>messages</th>{head}<th class="l">what that means</th></tr>{"".join(body)}</table>'
@@ -164,14 +163,15 @@ def _window_by_sender(data: ReportData, rows: list[WindowRow], groups: list[str]
     for g in groups:
         cells = []
         for w in rows:
-            counts = w.by_group.get(g)
+            counts = w.by_group.get(g, {})
             total = sum(counts.values()) if counts else 0
             if not total:
                 cells.append('<td class="zero">–</td>')
                 continue
             lines = "".join(
                 f'<div style="color:{STATE_COLORS[s]}"><b>{counts[s]}</b> {s} <small>{pct(counts[s], total)}</small></div>'
-                for s in STATES if counts[s]
+                for s in STATES
+                if counts[s]
             )
             cells.append(f'<td class="mix">{lines}</td>')
         gives_up = data.gives_up(g)
@@ -188,7 +188,7 @@ def _senders_table(rows: list[SenderRow]) -> str:
         d = r.delays
         body.append(
             f'<tr><td class="l">{escape(r.group)}</td><td class="l">{escape(r.policy)}</td><td>{duration(r.gives_up)}</td><td>{r.total}</td>{cells}'
-            f"<td>{duration(d.get('med'))}</td><td>{duration(d.get('p95'))}</td><td>{duration(d.get('max'))}</td></tr>"
+            f"<td>{duration(d.get('p50'))}</td><td>{duration(d.get('p95'))}</td><td>{duration(d.get('max'))}</td></tr>"
         )
     return (
         '<table id="senders-table"><tr><th class="l">sender group</th><th class="l">policy</th><th>gives up after</th><th>messages</th>'
@@ -203,24 +203,57 @@ def _qshape_tables(tables: list[QShape]) -> str:
     for q in tables:
         head = "<th>T</th>" + "".join(f"<th>{b}</th>" for b in q.buckets) + f"<th>{q.buckets[-1]}+</th>"
         body = "".join(
-            f'<tr><td class="l">{escape(name)}</td>' + "".join(f'<td class="{"zero" if not n else ""}">{n}</td>' for n in row) + "</tr>"
+            f'<tr><td class="l">{escape(name)}</td>'
+            + "".join(f'<td class="{"zero" if not n else ""}">{n}</td>' for n in row)
+            + "</tr>"
             for name, row in q.rows.items()
         )
-        out.append(f'<h3>{escape(q.title)}</h3><table class="qshape"><tr><th class="l">sender</th>{head}</tr>{body}</table>')
+        out.append(
+            f'<h3>{escape(q.title)}</h3><table class="qshape"><tr><th class="l">sender</th>{head}</tr>{body}</table>'
+        )
     return "".join(out)
 
 
+def _drain(seconds: float | None) -> str:
+    if seconds is None:
+        return '<td data-seconds="">not before the next outage</td>'
+    return f'<td data-seconds="{seconds:g}">{duration(seconds)}</td>'
+
+
 def _storms_table(data: ReportData, storms: list[metrics.Storm]) -> str:
+    a = data.analysis
     body = "".join(
         f'<tr><td class="l">{escape(s.server)}</td><td class="l">{escape(data.short(s.at))}</td><td>{s.backlog}</td>'
+        f"<td>{s.backlog_senders}</td><td>{s.backlog_relays}</td>"
         f"<td>{s.peak_per_minute}</td><td>{escape(data.short(s.peak_at))}</td><td>{s.first_hour}</td>"
-        f"<td>{duration(s.drained_90) if s.drained_90 is not None else 'not before the next outage'}</td>"
-        f"<td>{duration(s.drained) if s.drained is not None else 'not before the next outage'}</td></tr>"
+        f"{_drain(s.drained_90)}{_drain(s.drained)}<td>{a.turned_away_between(s.server, s.at, s.until)}</td></tr>"
         for s in storms
     )
     return (
-        '<table id="storms-table"><tr><th class="l">server</th><th class="l">back at</th><th>backlog</th><th>peak sessions/min</th>'
-        f"<th>peak at</th><th>sessions, first hour</th><th>90% drained after</th><th>all drained after</th></tr>{body}</table>"
+        '<table id="storms-table"><tr><th class="l">server</th><th class="l">back at</th><th>backlog</th>'
+        "<th>in senders' queues</th><th>on backup MX</th><th>peak sessions/min</th><th>peak at</th>"
+        "<th>sessions, first hour</th><th>90% drained after</th><th>all drained after</th>"
+        f'<th title="sessions refused with 421 at a capacity limit while the backlog drained">turned away</th></tr>{body}</table>'
+    )
+
+
+def _bounces(data: ReportData, rows: list[BounceRow]) -> str:
+    bounced = data.analysis.counts["bounced"]
+    if rows:
+        body = "".join(
+            f'<tr><td class="l"><code>{escape(r.status)}</code></td><td class="l">{escape(r.reason)}</td><td>{r.count}</td>'
+            f'<td>{pct(r.count, bounced)}</td><td class="sentence">{escape(r.meaning)}</td></tr>'
+            for r in rows
+        )
+        table = (
+            '<table id="bounces-table"><tr><th class="l">status</th><th class="l">reason</th><th>messages</th>'
+            f'<th>of the bounces</th><th class="l">what it means</th></tr>{body}</table>'
+        )
+    else:
+        table = "<p>No message bounced.</p>"
+    return (
+        f'<section id="bounces"><h2>Bounces and duplicates</h2><h3>Why mail bounced</h3>{table}'
+        f'<h3>Mail accepted more than once</h3><p id="duplicates">{escape(duplicates_sentence(data))}</p></section>'
     )
 
 
@@ -247,22 +280,25 @@ def render(
     senders: list[SenderRow],
     qshapes: list[QShape],
     storms: list[metrics.Storm],
+    incidents: list[IncidentRow],
+    bounces: list[BounceRow],
 ) -> str:
     """The whole page."""
-    s = data.summary
+    a = data.analysis
     title = f"{data.name}: what happened to the mail?"
-    description = data.timeline.get("description") or ""
+    description = a.facts.description.strip()
     intro = (
-        f"Seed {s.get('seed')}, simulated {data.when(0):%Y-%m-%d %H:%M} to {data.when(data.end):%Y-%m-%d %H:%M}, "
-        f"{s.get('messages')} messages from {len(senders)} sender group(s) to {len(data.servers)} server(s)."
+        f"Seed {a.facts.seed}, simulated {data.when(0):%Y-%m-%d %H:%M} to {data.when(data.end):%Y-%m-%d %H:%M}, "
+        f"{a.messages} messages from {len(senders)} sender group(s) to {len(data.servers)} server(s)."
     )
     sections = [
-        f"<h1>{escape(title)}</h1><p class=\"lede\">{escape(description)} {intro}</p>",
+        f'<h1>{escape(title)}</h1><p class="lede">{escape(description)} {intro}</p>',
         f'<section id="summary">{_cards(data)}{_legend()}</section>',
-        f'<section id="timeline"><h2>Incident timeline</h2>{_figure(figures["timeline"], "incident timeline", "Each server: accepting mail or down, and its disk; backups, crashes, restores and disk recoveries marked")}'
-        f"{_marks_table(data)}</section>",
-        f'<section id="what-happened"><h2>What happened to the mail?</h2>{_windows_table(windows, bool(data.timeline.get("windows_declared")))}'
+        f'<section id="timeline"><h2>Incident timeline</h2>{_figure(figures["timeline"], "incident timeline", "Each server: accepting mail or down, its disk, and its faults; backups, crashes, restores and disk recoveries marked")}'
+        f"{_incident_table(data, incidents)}</section>",
+        f'<section id="what-happened"><h2>What happened to the mail?</h2>{_windows_table(windows, a.facts.windows_declared)}'
         f"<h3>Per sender group and window</h3>{_window_by_sender(data, windows, [g for g in data.groups if any(g in w.by_group for w in windows)])}</section>",
+        _bounces(data, bounces),
         f'<section id="outcomes"><h2>Outcome by submission time</h2>{_figure(figures["outcomes"], "outcome by submission time", "Messages per time slot, coloured by final state")}</section>',
         f'<section id="senders"><h2>By sender group</h2>{_senders_table(senders)}</section>',
         f'<section id="queues"><h2>Queue depth</h2>{_figure(figures["queue"], "queue depth per sender group", "Messages waiting in sender queues")}'
@@ -276,11 +312,15 @@ def render(
             f"{_storms_table(data, storms)}</section>"
         )
     sections.append(_thresholds(data.thresholds))
-    files = ", ".join(sorted(p.name for p in data.folder.iterdir() if p.is_file() and p.suffix in (".csv", ".json", ".jsonl", ".mbox")))
+    files = ", ".join(
+        sorted(
+            p.name for p in data.folder.iterdir() if p.is_file() and p.suffix in (".csv", ".json", ".jsonl", ".mbox")
+        )
+    )
     sections.append(f"<footer>Generated by smtp-outage from {escape(str(data.folder))}: {escape(files)}.</footer>")
     return (
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{escape(title)}</title>"
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{escape(title)}</title>'
         f"<script>{_SCRIPT_HEAD}</script><style>{_CSS}</style></head>\n"
         f'<body><main><ul id="report-errors"></ul>\n' + "\n".join(sections) + "\n</main></body></html>\n"
     )

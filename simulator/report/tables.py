@@ -1,17 +1,56 @@
-"""The numbers behind the report: windows with their plain-language sentence, senders, qshape, storms."""
+"""The rows behind the report's tables, each number read from the run's ``Analysis``.
+
+Windows with their plain-language sentence, sender groups, qshape, recovery
+storms, the incident's events (faults in words, runs of scheduled backups
+folded into one row) and the reasons mail bounced.
+"""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from .. import metrics
 from ..durations import format_duration
-from ..ledger import STATES
+from ..events import (
+    BackupEvent,
+    BackupScheduleEvent,
+    CrashEvent,
+    DiskLostEvent,
+    DiskRecoveredEvent,
+    DnsEvent,
+    Event,
+    FaultClearedEvent,
+    FaultEvent,
+    RestoreEvent,
+    ServerEvent,
+)
+from ..ledger import STATES, MessageRecord
 from .data import ReportData
 
-__all__ = ["WindowRow", "SenderRow", "QShape", "window_rows", "sender_rows", "qshape_tables", "storms", "pct", "duration"]
+__all__ = [
+    "WindowRow",
+    "SenderRow",
+    "QShape",
+    "IncidentRow",
+    "BounceRow",
+    "window_rows",
+    "sender_rows",
+    "qshape_tables",
+    "storms",
+    "incident_rows",
+    "bounce_rows",
+    "backup_runs",
+    "fault_words",
+    "duplicates_sentence",
+    "sentence",
+    "pct",
+    "duration",
+]
 
 
 def pct(n: int, total: int) -> str:
@@ -31,13 +70,19 @@ def duration(seconds: float | None) -> str:
     return format_duration(round(seconds)) if seconds >= 60 else f"{seconds:.0f}s"
 
 
-def _counts(records: list[Any]) -> dict[str, int]:
-    counts = {s: 0 for s in STATES}
+def _counts(records: Sequence[MessageRecord]) -> dict[str, int]:
+    counts = dict.fromkeys(STATES, 0)
     for r in records:
         counts[r.final_state] += 1
     return counts
 
 
+def _listed(items: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+# ---------------------------------------------------------------- windows
 @dataclass
 class WindowRow:
     """One window of submission time: what became of the mail sent in it."""
@@ -64,16 +109,68 @@ def _span(data: ReportData, lo: float, hi: float) -> str:
     return f"Mail sent between {data.long(lo)} and {data.long(hi)}"
 
 
-def _late_note(data: ReportData, late: list[Any], delivered: int) -> str:
-    """Why delivered mail was unreadable for a while: restored from a backup or recovered from the failed disk."""
+def _share(n: int, delivered: int) -> str:
+    """The subject of a clause about *n* of the *delivered* messages (nothing for a single message)."""
+    if delivered == 1:
+        return ""
+    return "all of them " if n == delivered else f"{n} of them "
+
+
+def _held_note(data: ReportData, relayed: list[MessageRecord], delivered: int) -> str:
+    """Mail a backup MX accepted and passed on later: where it waited and when its primary took it."""
+    a = data.analysis
+    found: Counter[tuple[str, str, bool]] = Counter()
+    times: dict[tuple[str, str, bool], set[float]] = {}
+    for r in relayed:
+        left = a.relay_left.get(r.message_id, r.final_at)
+        primary = a.destination(r)
+        back = max(
+            (t for t, name in a.recovery_times if name == primary and left is not None and t <= left), default=None
+        )
+        key = (r.accepted_by, primary, back is not None)
+        found[key] += 1
+        times.setdefault(key, set()).add(
+            back if back is not None else left if left is not None else r.accepted_at or 0.0
+        )
+    key, _ = found.most_common(1)[0]
+    relay, primary, came_back = key
+    when = [data.long(t) for t in sorted(times[key])]
+    if came_back:
+        how = f"delivered when {primary} came back at {_listed(when) if len(when) <= 3 else f'{when[0]} (and later)'}"
+    else:
+        how = f"passed on to {primary} {'at ' + _listed(when) if len(when) <= 3 else f'from {when[0]}'}"
+    mostly = "" if len(found) == 1 else " (most)"
+    return f", {_share(len(relayed), delivered)}held on the backup MX {relay} and {how}{mostly}"
+
+
+def _late_note(data: ReportData, late: list[MessageRecord], delivered: int) -> str:
+    """Why delivered mail was unreadable for a while: held on a backup MX, restored, or recovered from the failed disk."""
     if not late:
         return ""
-    when, _ = Counter(r.final_at for r in late).most_common(1)[0]
+    relays = data.analysis.relays
+    relay_left = data.analysis.relay_left
+    relayed = [r for r in late if r.accepted_by in relays]
+    # Relayed mail that was lost with a disk after its relay passed it on, and came back later.
+    rest = [
+        r
+        for r in late
+        if r.accepted_by not in relays
+        or (r.final_at is not None and r.final_at > relay_left.get(r.message_id, r.final_at))
+    ]
+    note = _held_note(data, relayed, delivered) if relayed else ""
+    if not rest:
+        return note
+    when = Counter(r.final_at for r in rest if r.final_at is not None).most_common(1)[0][0]
     kinds = {m["type"] for m in data.marks if m["t"] == when}
-    how = "restored from a backup" if "restore" in kinds else "read back from the failed disk" if "disk_recovered" in kinds else "back on a live disk"
-    share = "all" if len(late) == delivered else f"{len(late)}"
-    mostly = "" if all(r.final_at == when for r in late) else " (most)"
-    return f", {share} of them readable again only from {data.long(when)}{mostly}, {how}"
+    how = (
+        "restored from a backup"
+        if "restore" in kinds
+        else "read back from the failed disk"
+        if "disk_recovered" in kinds
+        else "back on a live disk"
+    )
+    mostly = "" if all(r.final_at == when for r in rest) else " (most)"
+    return f"{note}, {_share(len(rest), delivered)}readable again only from {data.long(when)}{mostly}, {how}"
 
 
 def _who(n: int, total: int, plural: str, singular: str) -> str:
@@ -83,7 +180,7 @@ def _who(n: int, total: int, plural: str, singular: str) -> str:
     return f"{n} ({pct(n, total)}) {plural if n > 1 else singular}"
 
 
-def sentence(data: ReportData, lo: float, hi: float, records: list[Any]) -> str:
+def sentence(data: ReportData, lo: float, hi: float, records: list[MessageRecord]) -> str:
     """One plain-language sentence: what happened to the mail sent between *lo* and *hi*."""
     counts = _counts(records)
     total = len(records)
@@ -93,16 +190,29 @@ def sentence(data: ReportData, lo: float, hi: float, records: list[Any]) -> str:
     parts = []
     d = counts["delivered"]
     if d:
-        late = [r for r in records if r.final_state == "delivered" and r.accepted_at is not None and r.final_at is not None and r.final_at > r.accepted_at]
+        late = [
+            r
+            for r in records
+            if r.final_state == "delivered"
+            and r.accepted_at is not None
+            and r.final_at is not None
+            and r.final_at > r.accepted_at
+        ]
         parts.append(f"{_who(d, total, 'are', 'is')} in a mailbox on a live server{_late_note(data, late, d)}")
     s = counts["stranded"]
     if s:
         their = "their senders" if s > 1 else "its sender"
-        parts.append(f"{_who(s, total, 'were', 'was')} accepted with a 250 but {'exist' if s > 1 else 'exists'} only on the failed disk, and {their} received no bounce")
+        exist = "exist" if s > 1 else "exists"
+        parts.append(
+            f"{_who(s, total, 'were', 'was')} accepted with a 250 but {exist} only on the failed disk, "
+            f"and {their} received no bounce"
+        )
     lost = counts["lost"]
     if lost:
         their = "their senders" if lost > 1 else "its sender"
-        parts.append(f"{_who(lost, total, 'were', 'was')} accepted and then lost with every copy, and {their} received no bounce")
+        parts.append(
+            f"{_who(lost, total, 'were', 'was')} accepted and then lost with every copy, and {their} received no bounce"
+        )
     b = counts["bounced"]
     if b:
         groups = Counter(r.group for r in records if r.final_state == "bounced").most_common(3)
@@ -118,21 +228,20 @@ def sentence(data: ReportData, lo: float, hi: float, records: list[Any]) -> str:
 
 def window_rows(data: ReportData) -> list[WindowRow]:
     """The post-mortem's table: one row per window, with counts per state and per sender group."""
+    a = data.analysis
     rows = []
-    for n, (label, lo, hi) in enumerate(data.windows, 1):
-        inside = [r for r in data.records if lo <= r.submitted_at < hi]
-        by_group: dict[str, dict[str, int]] = {}
-        for g in data.groups:
-            mine = [r for r in inside if r.group == g]
-            if mine:
-                by_group[g] = _counts(mine)
-        rows.append(WindowRow(n, label, lo, hi, _counts(inside), by_group, sentence(data, lo, hi, inside)))
+    for n, (w, by_group) in enumerate(zip(a.windows, a.window_groups, strict=True), 1):
+        inside = [r for r in a.records if w.start <= r.submitted_at < w.end]
+        rows.append(
+            WindowRow(n, w.label, w.start, w.end, dict(w.counts), by_group, sentence(data, w.start, w.end, inside))
+        )
     return rows
 
 
+# ---------------------------------------------------------------- senders
 @dataclass
 class SenderRow:
-    """A sender group: its policy, when it gives up, its outcomes and delivery delays."""
+    """A sender group: its policy, when it gives up, its outcomes and delivery delays (``p50``, ``p95``, ``max``)."""
 
     group: str
     policy: str
@@ -148,16 +257,14 @@ class SenderRow:
 
 def sender_rows(data: ReportData) -> list[SenderRow]:
     """One row per sender group, in scenario order."""
-    rows = []
-    for g in data.groups:
-        mine = [r for r in data.records if r.group == g]
-        if not mine:
-            continue
-        delays = [d for d in map(metrics.delivery_delay, mine) if d is not None]
-        rows.append(SenderRow(g, mine[0].policy, data.gives_up(g), _counts(mine), metrics.describe(delays)))
-    return rows
+    a = data.analysis
+    return [
+        SenderRow(g, a.policy_of(g), a.gives_up(g), dict(counts), dict(a.delays.get(g, {})))
+        for g, counts in a.by_group.items()
+    ]
 
 
+# ---------------------------------------------------------------- queues
 @dataclass
 class QShape:
     """Queue ages at one instant, like Postfix's qshape: rows of ``[total, per bucket..., older]``."""
@@ -172,9 +279,9 @@ def qshape_tables(data: ReportData, limit: int = 4) -> list[QShape]:
     """qshape just before each recovery, at the deepest queue if there is none, and at the end if mail is still queued."""
     instants: list[tuple[str, float]] = []
     several = len(data.servers) > 1
-    for rec in data.timeline.get("recoveries", []):
-        who = f"{rec['server']} " if several else ""
-        instants.append((f"just before {who}recovery at {data.short(rec['t'])}", float(rec["t"])))
+    for t, server in data.analysis.recovery_times:
+        who = f"{server} " if several else ""
+        instants.append((f"just before {who}recovery at {data.short(t)}", t))
     if not instants:
         depth = metrics.queue_depth(data.records, key=lambda r: "all").get("all", [])
         if depth:
@@ -195,3 +302,211 @@ def qshape_tables(data: ReportData, limit: int = 4) -> list[QShape]:
 def storms(data: ReportData) -> list[metrics.Storm]:
     """The recovery storms: load and backlog drain after each recovery."""
     return data.analysis.storms
+
+
+# ---------------------------------------------------------------- the incident
+@dataclass
+class IncidentRow:
+    """One line of the incident's table: when, which server (or domain), what happened, until when, the note."""
+
+    t: float
+    server: str
+    what: str
+    until: str
+    note: str
+
+
+_STAGES = {
+    "greeting": "the greeting",
+    "ehlo": "EHLO",
+    "mail": "MAIL FROM",
+    "rcpt": "RCPT",
+    "data": "DATA",
+    "dot": "the end of DATA",
+    "all": "every reply",
+}
+
+
+def _sessions(fraction: float) -> str:
+    return "every session" if fraction >= 1 else f"{round(100 * fraction, 1):g}% of sessions"
+
+
+def fault_words(fault: Mapping[str, Any]) -> str:
+    """A fault as the scenario wrote it, in words: ``capacity: at most 2 sessions at once``, ``451 at RCPT for 30% of sessions``."""
+    kind = fault.get("kind")
+    stage = _STAGES.get(str(fault.get("stage")), str(fault.get("stage")))
+    fraction = float(fault.get("fraction") or 1.0)
+    if kind == "reply":
+        to = f" to {', '.join(fault['recipients'])}" if fault.get("recipients") else ""
+        text = f" ({fault['text']})" if fault.get("text") else ""
+        return f"{fault.get('code')} at {stage} for {_sessions(fraction)}{to}{text}"
+    if kind == "accept-then-drop":
+        return f"accept, then drop the connection before the 250 (the sender sends it again) for {_sessions(fraction)}"
+    if kind == "slow":
+        where = "per reply" if fault.get("stage", "all") == "all" else f"at {stage}"
+        return f"slow: {duration(float(fault.get('latency') or 0))} {where}"
+    if kind == "disk-full":
+        return f"disk full: 452 at {stage}"
+    if kind == "greylist":
+        return f"greylisting: 451 for a new sender and recipient pair, retries after {duration(float(fault.get('delay') or 0))} pass"
+    if kind == "capacity":
+        limits = []
+        if fault.get("sessions"):
+            limits.append(f"at most {fault['sessions']} session{'s' if fault['sessions'] != 1 else ''} at once")
+        if fault.get("per_minute"):
+            noun = "" if limits else " sessions" if fault["per_minute"] != 1 else " session"
+            limits.append(f"{'' if limits else 'at most '}{fault['per_minute']}{noun} per minute")
+        held = float(fault.get("session_time") or 1.0)
+        each = f", each session takes {duration(held)}" if held != 1.0 else ""
+        return f"capacity: {' and '.join(limits)}{each}"
+    if kind == "fail-first":
+        n = int(fault.get("attempts") or 1)
+        first = "the first attempt" if n == 1 else f"the first {n} attempts"
+        return f"{first} of each message fail{'s' if n == 1 else ''} with {fault.get('code')} at {stage}"
+    return ", ".join(f"{k}={v}" for k, v in fault.items() if v is not None)
+
+
+def _same_backup(a: BackupEvent, b: BackupEvent) -> bool:
+    return (a.ok, a.reason, a.note) == (b.ok, b.reason, b.note)
+
+
+def backup_runs(events: Sequence[Event], least: int = 3) -> list[list[Event]]:
+    """The timeline's events in groups: *least* or more alike backups of a server in a row form one group.
+
+    A backup run ends at the server's next event of another kind; other
+    servers' events do not end it. Every other event is a group of its own.
+    Groups are in the order of their first event.
+    """
+    groups: list[list[Event]] = []
+    open_runs: dict[str, list[Event]] = {}
+    for e in events:
+        server = getattr(e, "server", "")
+        run = open_runs.get(server)
+        if (
+            isinstance(e, BackupEvent)
+            and run is not None
+            and isinstance(run[-1], BackupEvent)
+            and _same_backup(run[-1], e)
+        ):
+            run.append(e)
+            continue
+        open_runs.pop(server, None)
+        group: list[Event] = [e]
+        groups.append(group)
+        if isinstance(e, BackupEvent):
+            open_runs[server] = group
+    out: list[list[Event]] = []
+    for g in groups:
+        out.extend([g] if len(g) >= least else [[e] for e in g])
+    return sorted(out, key=lambda g: g[0].t)
+
+
+def _taken(data: ReportData, iso: str) -> str:
+    """A backup's time as the rest of the page writes times."""
+    if not iso:
+        return "latest"
+    try:
+        return data.short(data.analysis.clock.seconds(datetime.fromisoformat(iso)))
+    except ValueError:
+        return iso
+
+
+def _event_words(data: ReportData, e: Event, stops: Mapping[int, float]) -> tuple[str, str, str]:
+    """``(server or domain, what happened, until when)`` of one timeline event."""
+    if isinstance(e, ServerEvent):
+        return e.server, "up" if e.state == metrics.UP else f"down ({e.state})", ""
+    if isinstance(e, CrashEvent):
+        noun = "message" if e.messages_on_disk == 1 else "messages"
+        return e.server, f"crash ({e.messages_on_disk} {noun} on the disk)", ""
+    if isinstance(e, BackupEvent):
+        return (
+            e.server,
+            f"backup ok ({e.messages} messages)" if e.ok else f"backup failed ({e.reason or 'no reason given'})",
+            "",
+        )
+    if isinstance(e, RestoreEvent):
+        whose = "" if e.from_server == e.server else f"{e.from_server}'s "
+        return e.server, f"restore from {whose}the {_taken(data, e.backup_taken_at)} backup ({e.messages} messages)", ""
+    if isinstance(e, DiskRecoveredEvent):
+        return e.server, f"disk recovered ({e.messages} messages)", ""
+    if isinstance(e, DiskLostEvent):
+        return e.server, f"disk lost ({e.messages} messages)", ""
+    if isinstance(e, FaultEvent):
+        stop = stops.get(id(e), data.end)
+        until = "the end of the run" if stop >= data.end else data.short(stop)
+        return e.server, f"fault: {fault_words(e.fault)}", until
+    if isinstance(e, FaultClearedEvent):
+        return e.server, "faults cleared", ""
+    if isinstance(e, DnsEvent):
+        return e.domain, f"MX records now {', '.join(e.mx)} (TTL {duration(e.ttl)})", ""
+    if isinstance(e, BackupScheduleEvent):
+        return e.server, f"backups every {duration(e.every)}", ""
+    return getattr(e, "server", ""), e.type, ""
+
+
+def incident_rows(data: ReportData) -> list[IncidentRow]:
+    """The incident as it ran: server states, crashes, backups (runs folded), restores, disks, faults until when, DNS."""
+    a = data.analysis
+    stops = {id(e): stop for e, stop in a.fault_spans}
+    rows = []
+    events = [e for e in a.timeline_events if not isinstance(e, BackupScheduleEvent)]
+    for group in backup_runs(events):
+        first, last = group[0], group[-1]
+        server, what, until = _event_words(data, first, stops)
+        note = getattr(first, "note", "") or ""
+        if len(group) > 1 and isinstance(first, BackupEvent):
+            gaps = {round(b.t - c.t) for b, c in zip(group[1:], group, strict=False)}
+            every = f", every {duration(gaps.pop())}" if len(gaps) == 1 else ""
+            outcome = "ok" if first.ok else f"failed ({first.reason or 'no reason given'})"
+            what = f"{len(group)} backups {outcome}{every}"
+            until = data.short(last.t)
+        rows.append(IncidentRow(first.t, server, what, until, note))
+    return rows
+
+
+# ---------------------------------------------------------------- bounces and duplicates
+@dataclass
+class BounceRow:
+    """Bounced messages with one RFC 3463 status and reason, and what that means for the originator."""
+
+    status: str
+    reason: str
+    count: int
+    meaning: str
+
+
+_STATUS = re.compile(r"^\d\.\d{1,3}\.\d{1,3}$")
+
+
+def _bounce_meaning(status: str) -> str:
+    if status == "4.4.7":
+        return "the sender retried until its retry lifetime ran out"
+    if status.startswith("5."):
+        return "a server refused it with a permanent (5xx) reply; the sender did not retry"
+    if status.startswith("4."):
+        return "the sender gave up after temporary (4xx) failures"
+    return ""
+
+
+def bounce_rows(data: ReportData) -> list[BounceRow]:
+    """Why mail bounced: one row per status and reason (``Analysis.bounces``), most frequent first."""
+    rows = []
+    for key, n in data.analysis.bounces.items():
+        status, _, reason = key.partition(" ")
+        if not _STATUS.match(status):
+            status, reason = "", key
+        rows.append(BounceRow(status, reason, n, _bounce_meaning(status)))
+    return rows
+
+
+def duplicates_sentence(data: ReportData) -> str:
+    """What the duplicates count means, for this run."""
+    n = data.analysis.duplicates
+    if not n:
+        return "No message was accepted more than once: no recipient got a duplicate."
+    subject = "1 message was" if n == 1 else f"{n} messages were"
+    return (
+        f"{subject} accepted more than once (copies above 1 in messages.csv): a server stored the message but "
+        "the connection broke before the sender saw its 250 (an accept-then-drop fault), so the sender, believing "
+        "the delivery failed, sent it again and the recipient finds two copies (RFC 1047)."
+    )
