@@ -482,3 +482,26 @@ class Analysis:
             inside = [r for r in self.records if w.start <= r.submitted_at < w.end]
             out.append({g: _counts(mine) for g in self.groups if (mine := [r for r in inside if r.group == g])})
         return out
+
+    # ------------------------------------------------------------ queues
+    def queue_depth(self, per_group: bool = True) -> dict[str, list[tuple[float, int]]]:
+        """Messages waiting in senders' queues over time, per sender group (or ``"all"``), as step functions."""
+        if per_group:
+            return metrics.queue_depth(self.records)
+        return metrics.queue_depth(self.records, key=lambda r: "all")
+
+    def waiting_before(self, t: float) -> list[MessageRecord]:
+        """Messages waiting in their senders' queues just before instant *t*."""
+        return [r for r in self.records if metrics.in_queue_before(r, t)]
+
+    def qshape(self, t: float, buckets: Sequence[int]) -> dict[str, list[int]]:
+        """Queue ages just before *t*, like Postfix's ``qshape`` (``metrics.qshape``)."""
+        return metrics.qshape(self.records, t, buckets)
+
+    @cached_property
+    def last_activity(self) -> float:
+        """The last submission, acceptance, bounce, relay hand-off or timeline mark (0 for none)."""
+        times = [r.submitted_at for r in self.records]
+        times += [t for r in self.records for t in (r.accepted_at, r.bounced_at) if t is not None]
+        times += list(self.relay_left.values()) + [float(m["t"]) for m in self.marks]
+        return max(times, default=0.0)

@@ -107,13 +107,8 @@ class ReportData:
 
     @property
     def horizon(self) -> float:
-        """Where time axes end: a little after the last submission, delivery, bounce or timeline event."""
-        last = max(
-            [r.submitted_at for r in self.records]
-            + [t for r in self.records for t in (r.accepted_at, r.bounced_at) if t is not None]
-            + [float(m["t"]) for m in self.marks],
-            default=self.end,
-        )
+        """Where time axes end: a little after the last submission, delivery, bounce, relay hand-off or mark."""
+        last = self.analysis.last_activity or self.end
         return min(self.end, last + 0.03 * max(last, 1.0))
 
     def when(self, t: float) -> datetime:

@@ -365,7 +365,7 @@ def queue_png(data: ReportData, path: Path) -> Path:
     """Messages waiting in sender queues over time, stacked per sender group."""
     fig = _figure(12, 3.8)
     ax = fig.add_subplot()
-    series = metrics.queue_depth(data.records)
+    series = data.analysis.queue_depth()
     times = sorted({t for pts in series.values() for t, _ in pts} | {0.0, data.end})
     colors = _group_colors(data)
     stacks, labels, shades = [], [], []

@@ -283,7 +283,7 @@ def qshape_tables(data: ReportData, limit: int = 4) -> list[QShape]:
         who = f"{server} " if several else ""
         instants.append((f"just before {who}recovery at {data.short(t)}", t))
     if not instants:
-        depth = metrics.queue_depth(data.records, key=lambda r: "all").get("all", [])
+        depth = data.analysis.queue_depth(per_group=False).get("all", [])
         if depth:
             t, most = max(depth, key=lambda p: p[1])
             if most > 0:
@@ -292,11 +292,11 @@ def qshape_tables(data: ReportData, limit: int = 4) -> list[QShape]:
         instants.append(("at the end of the run", data.end))
     instants = instants[:limit]
     oldest = max(
-        (t - r.submitted_at for _, t in instants for r in data.records if metrics.in_queue_before(r, t)),
+        (t - r.submitted_at for _, t in instants for r in data.analysis.waiting_before(t)),
         default=0.0,
     )
     buckets = metrics.qshape_buckets(oldest)
-    return [QShape(title, t, buckets, metrics.qshape(data.records, t, buckets)) for title, t in instants]
+    return [QShape(title, t, buckets, data.analysis.qshape(t, buckets)) for title, t in instants]
 
 
 def storms(data: ReportData) -> list[metrics.Storm]:
