@@ -18,15 +18,15 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .analysis import Analysis
-from .api import Run, run_scenario
-from .errors import OutageError, Problem, RunError, ScenarioError
-from .golden import comparable, differences, load_golden, write_golden
-from .junit import write_junit
-from .loader import load_scenario
-from .regression import check_scenario
-from .schema.states import STATES
-from .thresholds import format_outcomes
+from ..analysis import Analysis
+from ..api import Run, run_scenario
+from ..errors import OutageError, Problem, RunError, ScenarioError
+from ..golden import comparable, differences, load_golden, write_golden
+from ..junit import write_junit
+from ..loader import load_scenario
+from ..regression import check_scenario
+from ..schema.states import STATES
+from ..thresholds import format_outcomes
 
 __all__ = ["app", "main", "exit_code", "EXIT_OK", "EXIT_RUN_ERROR", "EXIT_BAD_INPUT", "EXIT_THRESHOLD"]
 
@@ -71,7 +71,7 @@ def _main(
     """Replay SMTP outages: simulated sending MTAs retry against real SMTP servers on loopback."""
 
 
-from .policies_cli import policies_app  # noqa: E402  (a sub-app; mounted below)
+from ..policies_cli import policies_app  # noqa: E402  (a sub-app; mounted below)
 
 app.add_typer(policies_app, name="policies")
 
@@ -137,7 +137,7 @@ def render(run: Run, console: Console) -> None:
 
 
 def _delay_and_recovery_tables(a: Analysis, console: Console) -> None:
-    from .durations import format_duration
+    from ..durations import format_duration
 
     def d(seconds: float | None) -> str:
         return "not drained" if seconds is None else format_duration(60 * round(seconds / 60))
@@ -232,7 +232,7 @@ def run(
 
                 def progress(now: float, end: float) -> None:
                     nonlocal clock_iso
-                    from .clock import SimClock
+                    from ..clock import SimClock
 
                     clock_iso = clock_iso or SimClock(loaded.clock)
                     bar.update(task, completed=now / end if end else 1.0, now=clock_iso.iso(now))
@@ -269,7 +269,7 @@ def run(
         _print_lines(tables, lines)
     if report:
         try:
-            from .report import write_report
+            from ..report import write_report
 
             page = write_report(target)
         except OutageError as exc:
@@ -321,7 +321,7 @@ def report_command(
     results: Annotated[Path, typer.Argument(help="a results folder written by `smtp-outage run`")],
 ) -> None:
     """Write report.html and its figures (PNG) for an existing RESULTS folder."""
-    from .report import write_report
+    from ..report import write_report
 
     try:
         page = write_report(results)
@@ -337,7 +337,7 @@ def compare_command(
     memory: Annotated[bool, typer.Option("--memory", help="in-memory transport, no sockets")] = False,
 ) -> None:
     """Run a baseline and its variants; show, message by message, what each variant changes."""
-    from .compare import compare
+    from ..compare import compare
 
     try:
         loaded = [load_scenario(p) for p in (baseline, *variants)]
@@ -397,3 +397,7 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         raise SystemExit(130) from None
+
+
+# Further commands live in modules of this package (simulator/cli/<name>.py), each
+# registering itself on ``app`` when imported here, one line per module.
