@@ -1,0 +1,178 @@
+"""A replay at scale: 10k, 100k (and, behind ``--million``, 1M) messages in memory mode.
+
+Run:  python bench/bench_scale.py [--sizes 10000,100000] [--million] [--wire] [--format csv|parquet|both]
+
+Each size generates the same incident (``scenario()``): two MX hosts for
+``example.com`` (``mx1`` preferred; ``mx2`` a backup MX that queues and
+relays, behind a capacity limit), ``mx1`` backed up every 6 hours, crashing
+at 14:00 on the first day and restored from its latest backup 21 hours
+later; Postfix, Exim, Gmail and Microsoft 365 senders (equal groups, each
+MTA sending 125 messages a day on a working-day profile for two days). Only
+the number of MTAs (and mx2's capacity) grows with the size, so every size
+has the same shape.
+
+Every size runs in a child process of its own (so that its peak RSS is its
+own), ``run_scenario(..., transport="memory", out=...)`` and then the report,
+as ``smtp-outage run --memory`` does. The parent prints, per size: messages,
+attempts, wall time, attempts per second, peak RSS and RSS per message, and
+the ratio of the run's attempt rate to a bare SimPy loop with the same number
+of ``env.timeout()`` events, measured in the same process right after the
+run. Nothing here passes or fails on timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+GROUPS = (("postfix", "postfix"), ("exim", "exim"), ("gmail", "gmail"), ("microsoft365", "microsoft365"))
+PER_MTA_PER_DAY = 125
+DAYS = 2
+
+
+def scenario(size: int, name: str = "scale") -> dict[str, Any]:
+    """The generated incident for about *size* messages (see the module notes)."""
+    mtas = max(1, round(size / (PER_MTA_PER_DAY * DAYS * len(GROUPS))))
+    traffic = {"rate": f"{PER_MTA_PER_DAY}/d", "profile": "business", "until": "2024-03-06 00:00"}
+    return {
+        "name": name,
+        "description": f"About {size} messages: two MX hosts, a crash restored 21 hours later.",
+        "seed": 10,
+        "clock": {"start": "2024-03-04 00:00", "end": "2024-03-10 00:00"},
+        "servers": [
+            {"name": "mx1", "domains": ["example.com"], "preference": 10},
+            {"name": "mx2", "domains": ["example.com"], "preference": 20, "relay": {"policy": "postfix"}},
+        ],
+        "timeline": [
+            {"at": "2024-03-04 00:00", "server": "mx1", "event": "backups", "every": "6h"},
+            {
+                "at": "2024-03-04 00:00",
+                "server": "mx2",
+                "event": "fault",
+                "fault": {"kind": "capacity", "sessions": max(2, size // 5000), "per_minute": max(5, size // 2000)},
+            },
+            {"at": "2024-03-04 14:00", "server": "mx1", "event": "crash", "mode": "refuse"},
+            {"at": "2024-03-05 11:00", "server": "mx1", "event": "restore", "backup": "latest"},
+        ],
+        "senders": [
+            {"name": group, "count": mtas, "policy": policy, "traffic": traffic} for group, policy in GROUPS
+        ],
+    }
+
+
+def write_scenario(size: int, folder: Path) -> Path:
+    """Write the generated scenario as YAML into *folder*; returns its path."""
+    import yaml
+
+    path = folder / f"scale-{size}.yaml"
+    path.write_text(yaml.safe_dump(scenario(size), sort_keys=False), encoding="utf-8")
+    return path
+
+
+def bare_simpy(timeouts: int, processes: int = 1000) -> float:
+    """Seconds a bare SimPy loop takes for *timeouts* ``env.timeout()`` events over *processes* processes."""
+    import simpy
+
+    env = simpy.Environment()
+    each, extra = divmod(timeouts, processes)
+
+    def proc(env: simpy.Environment, n: int, k: int) -> Any:
+        for i in range(n):
+            yield env.timeout(1.0 + (i + k) % 7)
+
+    for k in range(processes):
+        env.process(proc(env, each + (1 if k < extra else 0), k))
+    started = time.perf_counter()
+    env.run()
+    return time.perf_counter() - started
+
+
+def child(size: int, out: Path, transport: str, fmt: str, report: bool) -> dict[str, Any]:
+    """Run one size in this process and return its figures."""
+    from simulator import run_scenario
+
+    path = write_scenario(size, out)
+    started = time.perf_counter()
+    run = run_scenario(path, transport=transport, out=out / "results", **({"formats": fmt} if fmt != "csv" else {}))
+    ran = time.perf_counter() - started
+    summary = json.loads((out / "results" / "summary.json").read_text(encoding="utf-8"))
+    del run
+    report_seconds = 0.0
+    if report:
+        from simulator.report import write_report
+
+        started = time.perf_counter()
+        write_report(out / "results")
+        report_seconds = time.perf_counter() - started
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    attempts = int(summary["attempts"])
+    bare = bare_simpy(attempts)
+    return {
+        "size": size,
+        "messages": int(summary["messages"]),
+        "attempts": attempts,
+        "connections": int(summary["connections"]),
+        "counts": summary["counts"],
+        "run_seconds": ran,
+        "report_seconds": report_seconds,
+        "peak_rss_kb": peak_kb,
+        "bare_seconds": bare,
+    }
+
+
+def _row(r: dict[str, Any]) -> str:
+    rate = r["attempts"] / r["run_seconds"]
+    bare_rate = r["attempts"] / r["bare_seconds"]
+    per_msg = r["peak_rss_kb"] * 1024 / max(1, r["messages"])
+    return (
+        f"| {r['messages']:,} | {r['attempts']:,} | {r['run_seconds']:.1f} s | {r['report_seconds']:.1f} s "
+        f"| {rate:,.0f} | {1e6 / rate:.1f} us | {r['peak_rss_kb'] / 1024:,.0f} MB | {per_msg:,.0f} B "
+        f"| {bare_rate:,.0f} | 1/{bare_rate / rate:.1f} |"
+    )
+
+
+def main() -> None:
+    """Run each size in a child process and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000", help="comma-separated message counts")
+    parser.add_argument("--million", action="store_true", help="add the 1,000,000-message size")
+    parser.add_argument("--wire", action="store_true", help="real SMTP on loopback instead of memory mode")
+    parser.add_argument("--format", default="csv", choices=("csv", "parquet", "both"), help="output files")
+    parser.add_argument("--no-report", action="store_true", help="skip report.html")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    transport = "wire" if args.wire else "memory"
+    if args.child is not None:
+        result = child(args.child, args.out, transport, args.format, not args.no_report)
+        sys.stdout.write(json.dumps(result) + "\n")
+        return
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    if args.million:
+        sizes.append(1_000_000)
+    print(f"transport {transport}, outputs {args.format}, report {'no' if args.no_report else 'yes'}")
+    print(
+        "| messages | attempts | run | report | attempts/s | per attempt | peak RSS | RSS/message "
+        "| bare SimPy timeouts/s | ratio |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for size in sizes:
+        with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+            cmd = [sys.executable, __file__, "--child", str(size), "--out", tmp, "--format", args.format]
+            cmd += ["--wire"] if args.wire else []
+            cmd += ["--no-report"] if args.no_report else []
+            done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            print(_row(result), flush=True)
+            print(f"  counts {result['counts']}, connections {result['connections']:,}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
