@@ -1,7 +1,8 @@
 """RFC 3464 delivery status notifications: delay warnings and bounces.
 
 ``delay_warning()`` and ``bounce()`` build a ``multipart/report;
-report-type=delivery-status`` message with Python's email package:
+report-type=delivery-status`` message, written out as bytes directly
+(the ``email`` package only reads them back):
 
 1. a ``text/plain`` part for people;
 2. a ``message/delivery-status`` part: per-message fields
@@ -28,44 +29,49 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from email import message_from_bytes, message_from_string, policy
+from email import message_from_bytes, policy
 from email.message import EmailMessage, Message
 from email.utils import format_datetime
 
 __all__ = ["Notification", "bounce", "delay_warning"]
 
-_POLICY = policy.SMTP.clone(max_line_length=998)  # CRLF; long field lines kept whole, as RFC 5322 allows
 _STATUS = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")
 _SMTP_REPLY = re.compile(r"^[245]\d\d(?:[ -]|$)")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Notification:
-    """A DSN ready to send: its SMTP envelope and the message itself."""
+    """A DSN ready to send: its SMTP envelope and the message as bytes (CRLF line ends)."""
 
     mail_from: str  #: always "" (the null reverse-path)
     rcpt: str  #: the original message's envelope sender
-    message: EmailMessage
+    data: bytes  #: the whole message, as sent over SMTP
+    date: str  #: its ``Date:`` field
 
     def as_bytes(self) -> bytes:
         """The message with CRLF line ends, as sent over SMTP."""
-        return self.message.as_bytes(policy=_POLICY)
+        return self.data
+
+    @property
+    def message(self) -> EmailMessage:
+        """The message parsed with the ``email`` package (for reading it, not for making it)."""
+        parsed = message_from_bytes(self.data, policy=policy.default)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
 
 
 def _headers_of(original: Message | bytes | str) -> str:
-    if isinstance(original, bytes):
-        original = message_from_bytes(original)
-    elif isinstance(original, str):
-        original = message_from_string(original)
-    return "".join(f"{name}: {value}\n" for name, value in original.items())
+    """The original's header block, one field per line (LF), without its body."""
+    if isinstance(original, Message):
+        return "".join(f"{name}: {value}\n" for name, value in original.items())
+    text = original.decode("ascii", "replace") if isinstance(original, bytes) else original
+    text = text.replace("\r\n", "\n")
+    head, _, _ = text.partition("\n\n")
+    return head + "\n" if head else ""
 
 
-def _fields(pairs: Sequence[tuple[str, str | None]]) -> Message:
-    block = Message(policy=_POLICY)
-    for name, value in pairs:
-        if value is not None:
-            block[name] = value
-    return block
+def _fields(pairs: Sequence[tuple[str, str | None]]) -> str:
+    return "".join(f"{name}: {value}\n" for name, value in pairs if value is not None)
 
 
 def _diagnostic(text: str) -> str:
@@ -99,57 +105,57 @@ def _build(
     date: datetime,
     envelope_id: str | None,
 ) -> Notification:
-    per_message = _fields(
+    """The notification's text, written directly (no ``email`` objects: at scale, its parser is a top cost)."""
+    report = _fields(
         [
             ("Reporting-MTA", f"dns; {reporting_mta}"),
             ("Original-Envelope-Id", envelope_id),
             ("Arrival-Date", format_datetime(arrival)),
         ]
     )
-    blocks: list[Message | str] = [per_message]
     for rcpt in recipients:
-        blocks.append(
-            _fields(
-                [
-                    ("Final-Recipient", f"rfc822; {rcpt}"),
-                    ("Action", action),
-                    ("Status", status),
-                    ("Remote-MTA", f"dns; {remote_mta}" if remote_mta else None),
-                    ("Diagnostic-Code", _diagnostic(diagnostic)),
-                    ("Last-Attempt-Date", format_datetime(last_attempt)),
-                    ("Will-Retry-Until", format_datetime(will_retry_until) if will_retry_until else None),
-                ]
-            )
+        report += "\n" + _fields(
+            [
+                ("Final-Recipient", f"rfc822; {rcpt}"),
+                ("Action", action),
+                ("Status", status),
+                ("Remote-MTA", f"dns; {remote_mta}" if remote_mta else None),
+                ("Diagnostic-Code", _diagnostic(diagnostic)),
+                ("Last-Attempt-Date", format_datetime(last_attempt)),
+                ("Will-Retry-Until", format_datetime(will_retry_until) if will_retry_until else None),
+            ]
         )
-    report = Message()
-    report["Content-Type"] = "message/delivery-status"
-    report["Content-Description"] = "Delivery report"
-    report.set_payload(blocks)
-
-    headers = Message()
-    headers["Content-Type"] = "text/rfc822-headers"
-    headers["Content-Description"] = "Undelivered Message Headers" if action == "failed" else "Message Headers"
-    headers.set_payload(_headers_of(original))
-
-    text = Message()
-    text["Content-Type"] = 'text/plain; charset="us-ascii"'
-    text["Content-Description"] = "Notification"
-    text.set_payload(body)
-
     seed = "|".join([action, originator, reporting_mta, arrival.isoformat(), date.isoformat(), *recipients])
     digest = hashlib.sha256(seed.encode()).hexdigest()
-    msg = EmailMessage()
-    msg["From"] = f"Mail Delivery System <MAILER-DAEMON@{reporting_mta}>"
-    msg["To"] = originator
-    msg["Subject"] = subject
-    msg["Date"] = format_datetime(date)
-    msg["Message-ID"] = f"<{digest[:24]}.{action}@{reporting_mta}>"
-    msg["Auto-Submitted"] = "auto-replied"
-    msg["MIME-Version"] = "1.0"
-    msg["Content-Type"] = "multipart/report; report-type=delivery-status"
-    msg.set_payload([text, report, headers])
-    msg.set_boundary(f"=_dsn_{digest[24:48]}")
-    return Notification(mail_from="", rcpt=originator, message=msg)
+    boundary = f"=_dsn_{digest[24:48]}"
+    sent = format_datetime(date)
+    described = "Undelivered Message Headers" if action == "failed" else "Message Headers"
+    text = (
+        f"From: Mail Delivery System <MAILER-DAEMON@{reporting_mta}>\n"
+        f"To: {originator}\n"
+        f"Subject: {subject}\n"
+        f"Date: {sent}\n"
+        f"Message-ID: <{digest[:24]}.{action}@{reporting_mta}>\n"
+        "Auto-Submitted: auto-replied\n"
+        "MIME-Version: 1.0\n"
+        f'Content-Type: multipart/report; report-type="delivery-status"; boundary="{boundary}"\n'
+        "\n"
+        f"--{boundary}\n"
+        'Content-Type: text/plain; charset="us-ascii"\n'
+        "Content-Description: Notification\n\n"
+        f"{body}\n"
+        f"--{boundary}\n"
+        "Content-Type: message/delivery-status\n"
+        "Content-Description: Delivery report\n\n"
+        f"{report}\n"
+        f"--{boundary}\n"
+        "Content-Type: text/rfc822-headers\n"
+        f"Content-Description: {described}\n\n"
+        f"{_headers_of(original)}\n"
+        f"--{boundary}--\n"
+    )
+    data = text.replace("\n", "\r\n").encode("utf-8")
+    return Notification(mail_from="", rcpt=originator, data=data, date=sent)
 
 
 def _as_list(recipients: str | Sequence[str]) -> list[str]:

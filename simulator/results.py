@@ -178,8 +178,8 @@ def write_notifications(path: Path, notifications: Iterable[Any]) -> None:
     """Every delay warning and bounce as an mbox (envelope sender ``MAILER-DAEMON``: null)."""
     with path.open("wb") as fh:
         for note in notifications:
-            fh.write(f"From MAILER-DAEMON {note.message['Date']}\n".encode())
-            body = note.message.as_bytes().replace(b"\r\n", b"\n")
+            fh.write(f"From MAILER-DAEMON {note.date}\n".encode())
+            body = note.as_bytes().replace(b"\r\n", b"\n")
             for line in body.split(b"\n"):
                 fh.write((b">" + line if line.startswith(b"From ") else line) + b"\n")
             fh.write(b"\n")
