@@ -57,7 +57,7 @@ def facts_of(result: RunResult) -> RunFacts:
         windows_declared=bool(scenario.windows),
         transport=result.transport,
         wall_seconds=result.wall_seconds,
-        notifications=len(result.notifications),
+        notifications=result.notification_count,
     )
 
 
@@ -90,7 +90,7 @@ class Run(RunResult):
 
     def messages_csv(self) -> str:
         """``messages.csv`` as text."""
-        return messages_csv(self.records, self.clock, self.analysis.window_of)
+        return messages_csv(self.ledger, self.clock, self.analysis.window_of)
 
     def write(self, out_dir: str | Path) -> Path:
         """Write the results folder (see ``write_results``)."""
@@ -103,7 +103,7 @@ def write_results(run: Run, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     a = run.analysis
-    write_messages(out / "messages.csv", run.records, run.clock, a.window_of)
+    write_messages(out / "messages.csv", run.ledger, run.clock, a.window_of)
     (out / "summary.json").write_text(json.dumps(a.summary(), indent=2) + "\n", encoding="utf-8")
     write_events(out / "events.jsonl", run.events)
     write_notifications(out / "notifications.mbox", run.notifications)

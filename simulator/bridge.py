@@ -30,12 +30,16 @@ class Bridge:
         self.concurrency = concurrency
         self._pending: list[tuple[Attempt, simpy.Event]] = []
         self.batches = 0
+        self.submitted = 0
         self.wire_seconds = 0.0
+        #: a transport that never waits (the in-memory one) runs each batch without the event loop
+        self._now: Callable[[Attempt], Outcome] | None = getattr(transport, "attempt_now", None)
 
     def submit(self, attempt: Attempt) -> simpy.Event:
         """Queue *attempt* for the current instant; the event's value is its ``Outcome``."""
         event = self.env.event()
         self._pending.append((attempt, event))
+        self.submitted += 1
         return event
 
     async def _run(self, batch: list[tuple[Attempt, simpy.Event]]) -> list[Outcome]:
@@ -67,33 +71,50 @@ class Bridge:
         for (_, event), outcome in zip(batch, outcomes, strict=True):
             event.succeed(outcome)
 
+    def flush_now(self, attempt_now: Callable[[Attempt], Outcome]) -> None:
+        """``flush`` for a transport that never waits: each attempt in submission order, then resolved in that order."""
+        batch, self._pending = self._pending, []
+        started = time.perf_counter()
+        outcomes = [attempt_now(a) for a, _ in batch]
+        self.wire_seconds += time.perf_counter() - started
+        self.batches += 1
+        for (_, event), outcome in zip(batch, outcomes, strict=True):
+            event.succeed(outcome)
+
     async def drive(
         self,
         until: float,
-        before_flush: Callable[[], Awaitable[None]],
+        before_flush: Callable[[], Awaitable[None]] | None,
         after_flush: Callable[[], None],
         progress: Callable[[float], None] | None = None,
     ) -> None:
         """Run the simulation to *until*, flushing attempts at the end of each instant.
 
         *before_flush* brings the servers' listeners in line with the model
-        (timeline changes of this instant); *after_flush* checks for server
-        errors. *progress* gets the simulated time now and then.
+        (timeline changes of this instant; ``None`` when there are no
+        listeners); *after_flush* checks for server errors. *progress* gets
+        the simulated time now and then. With a transport that never waits,
+        the loop never yields to the event loop.
         """
         env = self.env
         step, peek = env.step, env.peek
         last_report = time.monotonic()
         steps = 0
+        now = self._now
         while True:
             if peek() > until:
                 break
             step()
             if self._pending and peek() > env.now:
-                await before_flush()
-                await self.flush()
+                if now is not None:
+                    self.flush_now(now)
+                else:
+                    if before_flush is not None:
+                        await before_flush()
+                    await self.flush()
                 after_flush()
             steps += 1
-            if progress is not None and steps % 512 == 0:
+            if progress is not None and steps % 4096 == 0:
                 now = time.monotonic()
                 if now - last_report > 0.1:
                     last_report = now

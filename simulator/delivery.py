@@ -16,7 +16,7 @@ are the policy's own answers.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import simpy
@@ -33,7 +33,7 @@ from .events import (
     SuspendedEvent,
 )
 from .faults import SessionPlan
-from .ledger import MessageRecord
+from .ledger import Ledger
 from .policies import Decision, Failure, FailureKind, MessageView, PolicyState, RetryPolicy, Stage, Timeouts
 from .routing import Resolver
 from .transport import Outcome
@@ -55,19 +55,41 @@ class Mta:
     relay_for: str | None = None  #: the backup MX server this MTA is the queue of
 
 
-@dataclass
 class Job:
-    """One message in one MTA's queue."""
+    """One message in one MTA's queue: row *index* of the ledger, and the MTA's counters for it.
 
-    record: MessageRecord
-    mta: Mta
-    domain: str
-    arrival: float
-    attempts: int = 0
-    connections: int = 0
-    warnings: int = 0
-    last_error: str = ""
-    content: bytes = field(default=b"", repr=False)
+    Only messages in a queue have a ``Job``: it is made when the message
+    arrives (or a backup MX accepts it) and dropped when the MTA is done.
+    """
+
+    __slots__ = (
+        "index",
+        "message_id",
+        "originator",
+        "recipient",
+        "mta",
+        "domain",
+        "arrival",
+        "ledger",
+        "attempts",
+        "connections",
+        "warnings",
+        "last_error",
+    )
+
+    def __init__(self, ledger: Ledger, index: int, mta: Mta, domain: str, arrival: float) -> None:
+        self.ledger = ledger
+        self.index = index
+        self.message_id = ledger.message_id(index)
+        self.originator = ledger.originator(index)
+        self.recipient = ledger.recipient(index)
+        self.mta = mta
+        self.domain = domain
+        self.arrival = arrival
+        self.attempts = 0
+        self.connections = 0
+        self.warnings = 0
+        self.last_error = ""
 
     @property
     def relayed(self) -> bool:
@@ -76,13 +98,15 @@ class Job:
 
     def view(self) -> MessageView:
         """What the retry policy sees."""
-        return MessageView(self.record.message_id, self.arrival, self.attempts, self.warnings, self.domain)
+        return MessageView(self.message_id, self.arrival, self.attempts, self.warnings, self.domain)
 
     def sync(self) -> None:
-        """Mirror an original sender's counters onto the ledger record."""
-        if not self.relayed:
-            r = self.record
-            r.attempts, r.connections, r.last_error = self.attempts, self.connections, self.last_error
+        """Mirror an original sender's counters onto the ledger."""
+        if self.mta.relay_for is None:
+            ledger, i = self.ledger, self.index
+            ledger.attempts[i] = self.attempts
+            ledger.connections[i] = self.connections
+            ledger.last_error[i] = ledger.texts.number(self.last_error)
 
 
 class Keeper(Protocol):
@@ -184,14 +208,15 @@ def _as_seen(c: Couriers, failure: Failure | None, host: str) -> Failure:
 def deliver(c: Couriers, job: Job) -> Generator[simpy.Event, Any, None]:
     """The SimPy process of one job, from arrival to acceptance or bounce."""
     env, emit, stamp = c.env, c.emit, c.stamp
-    r, mta = job.record, job.mta
+    mta = job.mta
+    message_id = job.message_id
     policy = mta.policy
     if job.arrival > env.now:
         yield env.timeout(job.arrival - env.now)
     if job.relayed:
-        emit(RelayQueuedEvent(**stamp(), message=r.message_id, sender=mta.name))
+        emit(RelayQueuedEvent(**stamp(), message=message_id, sender=mta.name))
     else:
-        emit(SubmitEvent(**stamp(), message=r.message_id, sender=mta.name))
+        emit(SubmitEvent(**stamp(), message=message_id, sender=mta.name))
     decision = mta.state.on_arrival(job.view(), env.now)
     while True:
         if decision.warn:
@@ -208,7 +233,7 @@ def deliver(c: Couriers, job: Job) -> Generator[simpy.Event, Any, None]:
             nowhere = Failure.suspended(mta.relay_for or "", "no more preferred MX host to relay to")
             emit(
                 SuspendedEvent(
-                    **stamp(), message=r.message_id, sender=mta.name, server="", attempt=job.attempts, text=nowhere.text
+                    **stamp(), message=message_id, sender=mta.name, server="", attempt=job.attempts, text=nowhere.text
                 )
             )
             job.last_error = nowhere.describe()
@@ -226,7 +251,7 @@ def deliver(c: Couriers, job: Job) -> Generator[simpy.Event, Any, None]:
                     emit(
                         CachedEvent(
                             **stamp(),
-                            message=r.message_id,
+                            message=message_id,
                             sender=mta.name,
                             server=host,
                             attempt=job.attempts,
@@ -237,7 +262,7 @@ def deliver(c: Couriers, job: Job) -> Generator[simpy.Event, Any, None]:
             if failure is None:
                 job.connections += 1
                 job.sync()
-                emit(AttemptEvent(**stamp(), message=r.message_id, sender=mta.name, server=host, attempt=job.attempts))
+                emit(AttemptEvent(**stamp(), message=message_id, sender=mta.name, server=host, attempt=job.attempts))
                 event, plan = c.submit(job, host)
                 if policy.shares_host_failure:
                     c.probes.remember(mta, host, event)
@@ -253,7 +278,7 @@ def deliver(c: Couriers, job: Job) -> Generator[simpy.Event, Any, None]:
                 emit(
                     ReplyEvent(
                         **stamp(),
-                        message=r.message_id,
+                        message=message_id,
                         server=host,
                         attempt=job.attempts,
                         kind=failure.kind.value,
@@ -270,12 +295,12 @@ def deliver(c: Couriers, job: Job) -> Generator[simpy.Event, Any, None]:
                 pass  # shared the first connection's host failure (logged as "cached")
             elif failure.expiry:
                 job.attempts -= 1  # a lifetime wake-up: returned without connecting
-                emit(ExpiredEvent(**stamp(), message=r.message_id, sender=mta.name, server=host, text=failure.text))
+                emit(ExpiredEvent(**stamp(), message=message_id, sender=mta.name, server=host, text=failure.text))
             else:
                 emit(
                     SuspendedEvent(
                         **stamp(),
-                        message=r.message_id,
+                        message=message_id,
                         sender=mta.name,
                         server=host,
                         attempt=job.attempts,
@@ -290,4 +315,4 @@ def deliver(c: Couriers, job: Job) -> Generator[simpy.Event, Any, None]:
                 break
             if decision.warn:
                 c.keeper.warn(job, decision)
-            emit(NextMxEvent(**stamp(), message=r.message_id, sender=mta.name, after=host, to=hosts[n + 1]))
+            emit(NextMxEvent(**stamp(), message=message_id, sender=mta.name, after=host, to=hosts[n + 1]))

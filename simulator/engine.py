@@ -2,16 +2,25 @@
 
 ``Replay`` is the composition root: it builds the runtime entities from a
 ``Scenario`` (receiving servers with their mail stores and DNS records,
-sending MTAs with their policy state, one SimPy process per message, one for
-the timeline), hands each process only the collaborators it needs, drives
-them through the time-frozen ``Bridge`` and returns a ``RunResult``.
+sending MTAs with their policy state, the ledger's columns, one SimPy process
+for the timeline), starts each message's SimPy process when the clock reaches
+its arrival, hands each process only the collaborators it needs, drives them
+through the time-frozen ``Bridge`` and returns a ``RunResult``.
+
+Memory stays small at any size: the ledger is a few numbers per message
+(``simulator.ledger.Ledger``), only queued messages have a ``Job`` and a
+process, events go to an ``EventSink`` as they happen (a file, when the
+caller streams them), and DSNs to a notification sink as bytes.
 """
 
 from __future__ import annotations
 
 import random
 import time
+from array import array
 from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from functools import partial
 from email.utils import format_datetime
 from typing import Any
 
@@ -22,9 +31,9 @@ from .bridge import Bridge
 from .clock import SimClock
 from .delivery import Couriers, HostProbes, Job, Mta, deliver, with_client_timeouts
 from .errors import RunError
-from .events import AcceptedEvent, BounceEvent, Event, EventLog, RelayedEvent, ReplyEvent, WarningEvent
+from .events import AcceptedEvent, BounceEvent, Event, EventLog, EventSink, RelayedEvent, ReplyEvent, WarningEvent
 from .faults import SessionPlan
-from .ledger import MessageRecord, finalize
+from .ledger import Ledger, Sender
 from .policies import Decision, build_policy
 from .receiver import Mode, ReceivingServer, SessionContext
 from .results import RunResult
@@ -36,10 +45,21 @@ from .traffic import Arrival, csv_arrivals, poisson_arrivals
 from .transport import Attempt, MemoryTransport, Outcome, SmtpTransport, Transport
 from .wire import LOOPBACK, WireServer
 
-__all__ = ["Replay", "Progress"]
+__all__ = ["Replay", "Progress", "Pulse"]
 
-Progress = Callable[[float, float], None]
-"""Called with (simulated seconds done, simulated seconds in all)."""
+@dataclass(frozen=True, slots=True)
+class Pulse:
+    """How a run is going, for a progress display."""
+
+    now: float  #: simulated seconds done
+    end: float  #: simulated seconds in all
+    queued: int  #: messages in senders' (and backup MX hosts') queues
+    attempts: int  #: SMTP sessions (attempts that reached a server's address) so far
+    submitted: int  #: messages submitted so far
+
+
+Progress = Callable[[Pulse], None]
+"""Called now and then with a ``Pulse``."""
 
 
 class _Keeper:
@@ -51,17 +71,19 @@ class _Keeper:
         self._env = replay.env
         self._emit: Callable[[Event], None] = replay.log.emit
         self._stamp: Callable[[], dict[str, Any]] = replay.stamp
-        self._content: Callable[[MessageRecord], bytes] = replay.content
-        self.notifications: list[dsn.Notification] = []
+        self._content: Callable[[int], bytes] = replay.content
+        self._ledger = replay.ledger
+        self._notify_sink: Callable[[dsn.Notification], None] = replay.notes.append
+        self.notifications = 0
 
     def accepted(self, job: Job, server: str, outcome: Outcome) -> None:
         """A 250 to the final dot."""
-        r = job.record
+        ledger, i = self._ledger, job.index
         stamp = self._stamp()
         self._emit(
             ReplyEvent(
                 **stamp,
-                message=r.message_id,
+                message=job.message_id,
                 server=server,
                 attempt=job.attempts,
                 kind="accepted",
@@ -72,44 +94,45 @@ class _Keeper:
         )
         if job.relayed:
             assert job.mta.relay_for is not None
-            self._stores.forwarded(job.mta.relay_for, r.message_id)
-            r.copies -= 1  # the relay's copy was handed on, not duplicated: the reader sees one
+            self._stores.forwarded(job.mta.relay_for, job.message_id)
+            ledger.copies[i] -= 1  # the relay's copy was handed on, not duplicated: the reader sees one
             self._emit(
                 RelayedEvent(
-                    **stamp, message=r.message_id, relay=job.mta.relay_for, server=server, attempts=job.attempts
+                    **stamp, message=job.message_id, relay=job.mta.relay_for, server=server, attempts=job.attempts
                 )
             )
             return
         now = self._env.now
-        if r.accepted_at is None:
-            r.accepted_at, r.accepted_by = now, server
+        if ledger.accepted_at[i] != ledger.accepted_at[i]:  # nan: the first 250
+            ledger.accepted_at[i], ledger.accepted_by[i] = now, ledger.server_number(server)
         self._emit(
             AcceptedEvent(
                 **stamp,
-                message=r.message_id,
+                message=job.message_id,
                 server=server,
                 attempts=job.attempts,
-                delay=round(now - r.submitted_at, 3),
+                delay=round(now - ledger.submitted[i], 3),
             )
         )
 
     def bounce(self, job: Job, decision: Decision) -> None:
         """The MTA gives up on the job and tells the originator."""
-        r = job.record
+        ledger, i = self._ledger, job.index
         if job.relayed:
             assert job.mta.relay_for is not None
-            self._stores.forwarded(job.mta.relay_for, r.message_id)  # leaves the relay's queue
-        r.bounced_at = self._env.now
-        r.bounce_status = decision.status
-        r.bounce_reason = decision.bounce or ""
+            self._stores.forwarded(job.mta.relay_for, job.message_id)  # leaves the relay's queue
+        status, reason = decision.status, decision.bounce or ""
+        ledger.bounced_at[i] = self._env.now
+        ledger.bounce_status[i] = ledger.texts.number(status)
+        ledger.bounce_reason[i] = ledger.texts.number(reason)
         self._emit(
             BounceEvent(
                 **self._stamp(),
-                message=r.message_id,
+                message=job.message_id,
                 sender=job.mta.name,
-                originator=r.originator,
-                status=r.bounce_status,
-                reason=r.bounce_reason,
+                originator=job.originator,
+                status=status,
+                reason=reason,
                 attempts=job.attempts,
                 last_error=job.last_error,
                 relay=job.mta.relay_for or "",
@@ -120,11 +143,11 @@ class _Keeper:
     def warn(self, job: Job, decision: Decision) -> None:
         """A delay warning to the originator."""
         job.warnings += 1
-        job.record.delay_warnings += 1
+        self._ledger.warnings[job.index] += 1
         self._emit(
             WarningEvent(
                 **self._stamp(),
-                message=job.record.message_id,
+                message=job.message_id,
                 sender=job.mta.name,
                 attempts=job.attempts,
                 last_error=job.last_error,
@@ -134,9 +157,8 @@ class _Keeper:
 
     def _notify(self, job: Job, decision: Decision) -> None:
         """Build the RFC 3464 delay warning or bounce the MTA sends its originator."""
-        r = job.record
         at = self._clock.datetime_at
-        original = job.content or self._content(r)
+        original = self._content(job.index)
         reporting = f"{job.mta.name}.example"
         diagnostic = job.last_error or "no attempt was made"
         arrival, last = at(job.arrival), at(self._env.now)
@@ -146,13 +168,13 @@ class _Keeper:
                 original,
                 status=decision.status or "5.0.0",
                 reason=decision.bounce,
-                originator=r.originator,
-                recipients=r.recipient,
+                originator=job.originator,
+                recipients=job.recipient,
                 reporting_mta=reporting,
                 arrival=arrival,
                 last_attempt=last,
                 diagnostic=diagnostic,
-                envelope_id=r.message_id,
+                envelope_id=job.message_id,
             )
         else:
             gives_up = job.mta.policy.gives_up_after
@@ -160,20 +182,26 @@ class _Keeper:
             note = dsn.delay_warning(
                 original,
                 will_retry_until=at(until),
-                originator=r.originator,
-                recipients=r.recipient,
+                originator=job.originator,
+                recipients=job.recipient,
                 reporting_mta=reporting,
                 arrival=arrival,
                 last_attempt=last,
                 diagnostic=diagnostic,
-                envelope_id=r.message_id,
+                envelope_id=job.message_id,
             )
         if note is not None:
-            self.notifications.append(note)
+            self.notifications += 1
+            self._notify_sink(note)
 
 
 class Replay:
-    """One run of a scenario. Use ``await replay.run()`` or ``simulator.run_scenario``."""
+    """One run of a scenario. Use ``await replay.run()`` or ``simulator.run_scenario``.
+
+    *sink* receives every event as it happens (default: an ``EventLog`` in
+    memory, returned with the result); *notes* receives every DSN (default:
+    a list, returned with the result).
+    """
 
     def __init__(
         self,
@@ -182,6 +210,8 @@ class Replay:
         seed: int | None = None,
         transport: str = "wire",
         progress: Progress | None = None,
+        sink: EventSink | None = None,
+        notes: Callable[[dsn.Notification], None] | None = None,
     ) -> None:
         if transport not in ("wire", "memory"):
             raise ValueError("transport is 'wire' or 'memory'")
@@ -191,11 +221,12 @@ class Replay:
         self.progress = progress
         self.clock = SimClock(scenario.clock)
         self.env = simpy.Environment()
-        self.log = EventLog()
+        self.log: EventSink = sink if sink is not None else EventLog()
+        self.notifications: list[dsn.Notification] = []
+        self.notes = _Notes(notes if notes is not None else self.notifications.append)
         relays = {s.name for s in scenario.servers if s.relay is not None}
-        self.stores = MailStores([s.name for s in scenario.servers], relays)
+        self.stores = MailStores([s.name for s in scenario.servers], relays, keep=_backups_named(scenario, self.clock))
         self.dns = Dns(scenario.servers)
-        self.records: dict[str, MessageRecord] = {}
         self.servers: dict[str, ReceivingServer] = {}
         self.wire: dict[str, WireServer] = {}
         self.relay_mtas: dict[str, Mta] = {}
@@ -216,7 +247,10 @@ class Replay:
                 self.relay_mtas[spec.name] = Mta(
                     spec.name, spec.name, policy, policy.start(rng), Resolver(self.dns), relay_for=spec.name
                 )
-        self.jobs: list[Job] = []
+        self.mtas: list[Mta] = []
+        self.ledger = self._plan_arrivals()
+        self.arrived = 0  #: messages whose arrival the clock has reached
+        self.live = 0  #: jobs in a queue now
         self.keeper = _Keeper(self)
         self.probes = HostProbes(self.env)
         self._relay_inbox: list[tuple[str, str, float]] = []
@@ -233,11 +267,11 @@ class Replay:
         return self._stamp
 
     def _on_commit(self, message_id: str, server: str, now: float) -> None:
-        record = self.records.get(message_id)
-        if record is None:
+        i = self.ledger.index_of(message_id)
+        if i is None or i >= self.arrived:
             self.servers[server].errors.append(RunError(f"{server} stored an unknown message {message_id}"))
             return
-        record.copies += 1
+        self.ledger.copies[i] += 1
         if server in self.relay_mtas:
             self._relay_inbox.append((message_id, server, now))
 
@@ -245,25 +279,22 @@ class Replay:
         return hosts_to_try(job.mta.resolver, job.domain, self.env.now, job.mta.relay_for)
 
     def _submit(self, job: Job, host: str) -> tuple[simpy.Event, SessionPlan | None]:
-        r = job.record
         server = self.servers[host]
-        if not job.content:
-            job.content = self.content(r)
-        mail_from = r.originator  # a relay forwards with the original envelope sender
+        mail_from = job.originator  # a relay forwards with the original envelope sender
         plan = None
         if server.listening:
             plan = with_client_timeouts(
-                server.plan(SessionContext(r.message_id, mail_from, r.recipient)), job.mta.policy.timeouts
+                server.plan(SessionContext(job.message_id, mail_from, job.recipient)), job.mta.policy.timeouts
             )
         address = self.wire[host].address if self.wire else (LOOPBACK, 0)
         attempt = Attempt(
-            message_id=r.message_id,
+            message_id=job.message_id,
             server=host,
             address=address,
             helo=f"{job.mta.name}.example",
             mail_from=mail_from,
-            rcpt_to=r.recipient,
-            content=job.content,
+            rcpt_to=job.recipient,
+            content=partial(self.content, job.index),
             plan=plan,
         )
         return self.bridge.submit(attempt), plan
@@ -284,19 +315,26 @@ class Replay:
         )
 
     # ------------------------------------------------------------------ setup
-    def _build_jobs(self) -> None:
-        arrivals: list[tuple[float, int, int, int, Arrival, Mta, str]] = []
+    def _plan_arrivals(self) -> Ledger:
+        """Every message's arrival, sender and recipient, as the ledger's first columns (no per-message objects)."""
+        times: array[float] = array("d")
+        keys: array[int] = array("q")  #: group, MTA and position in the group's list, packed to sort by
+        mta_of: array[int] = array("i")
+        rcpt_of: array[int] = array("i")
+        locals_: dict[str, int] = {}
+        senders: list[Sender] = []
         end = self.clock.end
         domains = self.dns.domains
         for gi, group in enumerate(self.scenario.senders):
             policy = build_policy(group.policy)
             domain = (group.traffic.to or domains[0]).lower()
             width = max(2, len(str(group.count)))
-            mtas = []
+            first = len(self.mtas)
             for i in range(group.count):
                 name = f"{group.name}-{i + 1:0{width}d}"
                 rng = random.Random(f"{self.seed}/policy/{name}")
-                mtas.append(Mta(name, group.name, policy, policy.start(rng), Resolver(self.dns)))
+                self.mtas.append(Mta(name, group.name, policy, policy.start(rng), Resolver(self.dns)))
+                senders.append(Sender(name, group.name, policy.label, domain))
             t = group.traffic
             if t.csv is not None:
                 found = csv_arrivals(t, self.clock, self.scenario.source, group.name, group.count, domain=domain)
@@ -310,35 +348,38 @@ class Replay:
                 lo = self.clock.seconds(t.start) if t.start else 0.0
                 hi = self.clock.seconds(t.until) if t.until else end
                 found = []
-                for i, mta in enumerate(mtas):
-                    rng = random.Random(f"{self.seed}/traffic/{mta.name}")
+                for i in range(group.count):
+                    rng = random.Random(f"{self.seed}/traffic/{self.mtas[first + i].name}")
                     found.extend(poisson_arrivals(t, self.clock, lo, hi, i, rng))
             for n, arrival in enumerate(found):
-                arrivals.append((arrival.at, gi, arrival.mta, n, arrival, mtas[arrival.mta], domain))
-        arrivals.sort(key=lambda a: a[:4])
-        width = max(6, len(str(len(arrivals))))
-        for n, (at, _, _, _, arrival, mta, domain) in enumerate(arrivals, start=1):
-            message_id = f"m{n:0{width}d}"
-            record = MessageRecord(
-                message_id=message_id,
-                sender=mta.name,
-                group=mta.group,
-                policy=mta.policy.label,
-                originator=f"{arrival.rcpt_local.replace('user', 'sender')}@{mta.name}.example",
-                recipient=f"{arrival.rcpt_local}@{domain}",
-                submitted_at=at,
-            )
-            self.records[message_id] = record
-            self.jobs.append(Job(record, mta, domain, at))
+                times.append(arrival.at)
+                keys.append((gi << 48) | (arrival.mta << 28) | n)
+                mta_of.append(first + arrival.mta)
+                rcpt_of.append(locals_.setdefault(arrival.rcpt_local, len(locals_)))
+            del found
+        order = sorted(range(len(times)), key=lambda k: (times[k], keys[k]))
+        ledger = Ledger(
+            array("d", (times[k] for k in order)),
+            array("i", (mta_of[k] for k in order)),
+            array("i", (rcpt_of[k] for k in order)),
+            senders,
+            list(locals_),
+            [s.name for s in self.scenario.servers],
+        )
+        return ledger
 
-    def content(self, r: MessageRecord) -> bytes:
-        """The message's RFC 5322 text (CRLF line endings, no line starting with a dot)."""
-        date = format_datetime(self.clock.datetime_at(r.submitted_at))
+    def content(self, i: int) -> bytes:
+        """Message *i*'s RFC 5322 text (CRLF line endings, no line starting with a dot)."""
+        ledger = self.ledger
+        submitted = ledger.submitted[i]
+        sender = ledger.senders[ledger.mta[i]].name
+        message_id = ledger.message_id(i)
+        date = format_datetime(self.clock.datetime_at(submitted))
         return (
-            f"From: <{r.originator}>\r\nTo: <{r.recipient}>\r\n"
-            f"Subject: {r.message_id} from {r.sender}\r\nDate: {date}\r\n"
-            f"Message-ID: <{r.message_id}@smtp-outage.invalid>\r\n\r\n"
-            f"Submitted at {self.clock.iso(r.submitted_at)} by {r.sender}.\r\n"
+            f"From: <{ledger.originator(i)}>\r\nTo: <{ledger.recipient(i)}>\r\n"
+            f"Subject: {message_id} from {sender}\r\nDate: {date}\r\n"
+            f"Message-ID: <{message_id}@smtp-outage.invalid>\r\n\r\n"
+            f"Submitted at {self.clock.iso(submitted)} by {sender}.\r\n"
         ).encode("ascii")
 
     # ------------------------------------------------------------------ run
@@ -357,26 +398,63 @@ class Replay:
         if self._relay_inbox:
             inbox, self._relay_inbox = sorted(self._relay_inbox), []
             couriers = self._couriers()
+            ledger = self.ledger
             for message_id, relay, now in inbox:
-                record = self.records[message_id]
-                job = Job(record, self.relay_mtas[relay], record.recipient.rpartition("@")[2], now)
+                i = ledger.index_of(message_id)
+                assert i is not None
+                job = Job(ledger, i, self.relay_mtas[relay], ledger.senders[ledger.mta[i]].domain, now)
                 self.env.process(self._guarded(couriers, job))
 
     def _guarded(self, couriers: Couriers, job: Job) -> Generator[simpy.Event, Any, None]:
+        self.live += 1
         try:
             yield from deliver(couriers, job)
         except RunError:
             raise
         except Exception as exc:
             raise RunError(
-                f"scenario {self.scenario.name}: message {job.record.message_id} ({job.mta.name}) at "
+                f"scenario {self.scenario.name}: message {job.message_id} ({job.mta.name}) at "
                 f"{self.clock.iso(self.env.now)}: {type(exc).__name__}: {exc}"
             ) from exc
+        self.live -= 1
+
+    def _arrive(self, couriers: Couriers) -> None:
+        """Start the process of every message arriving now (in submission order)."""
+        ledger, now = self.ledger, self.env.now
+        submitted, mtas, i = ledger.submitted, self.mtas, self.arrived
+        n = len(submitted)
+        while i < n and submitted[i] == now:
+            mta = mtas[ledger.mta[i]]
+            self.arrived = i + 1
+            self.env.process(self._guarded(couriers, Job(ledger, i, mta, ledger.senders[ledger.mta[i]].domain, now)))
+            i += 1
+
+    def _schedule_arrivals(self, couriers: Couriers) -> Generator[simpy.Event, Any, None]:
+        """Start the messages arriving at the start now, and wake up at each later arrival time.
+
+        One timeout per distinct arrival time, all made before the clock
+        moves: the same place in SimPy's event order as each message's own
+        process waiting for its arrival would have, so the same scenario and
+        seed give the same ledger as one process per message made up front.
+        """
+        self._arrive(couriers)
+        submitted = self.ledger.submitted
+        wake = lambda _event: self._arrive(couriers)  # noqa: E731
+        last = self.env.now
+        for at in submitted[self.arrived :]:
+            if at != last:
+                last = at
+                self.env.timeout(at - self.env.now).callbacks.append(wake)
+        return
+        yield  # a generator, so that SimPy runs it as a process
+
+    def pulse(self) -> Pulse:
+        """How the run is going."""
+        return Pulse(self.env.now, self.clock.end, self.live, self.bridge.submitted, self.arrived)
 
     async def run(self) -> RunResult:
         """Replay the scenario and return its result."""
         started = time.perf_counter()
-        self._build_jobs()
         transport: Transport
         if self.transport_kind == "wire":
             for name, logic in self.servers.items():
@@ -391,20 +469,22 @@ class Replay:
             scene = Scene(self.env, self.clock, self.servers, self.stores, self.dns, self.log.emit, self.stamp)
             self.env.process(timeline_process(scene, self.scenario.timeline))
             couriers = self._couriers()
-            for job in self.jobs:
-                self.env.process(self._guarded(couriers, job))
-            end = self.clock.end
+            self._arrive(couriers)  # arrivals at the start: processes made before the clock moves, as before
+            self.env.process(self._schedule_arrivals(couriers))
             progress = self.progress
-            report = (lambda now: progress(now, end)) if progress is not None else None
-            await self.bridge.drive(end, self._before_flush, self._after_flush, report)
+            report = (lambda now: progress(self.pulse())) if progress is not None else None
+            before = self._before_flush if self.wire else None
+            await self.bridge.drive(self.clock.end, before, self._after_flush, report)
         finally:
             for wire in self.wire.values():
                 await wire.stop()
-        records = [job.record for job in self.jobs]
-        counts = finalize(records, self.stores.holdings(), len(self.jobs))
+        ledger = self.ledger
+        if self.arrived != len(ledger):  # pragma: no cover - arrivals after the end are not made
+            raise RunError(f"scenario {self.scenario.name}: {len(ledger) - self.arrived} message(s) never arrived")
+        counts = ledger.finalize(self.stores.holdings())
         policies: dict[str, tuple[str, float | None]] = {}
-        for job in self.jobs:
-            policies.setdefault(job.mta.group, (job.mta.policy.label, job.mta.policy.gives_up_after))
+        for mta in self.mtas:
+            policies.setdefault(mta.group, (mta.policy.label, mta.policy.gives_up_after))
         for group in self.scenario.senders:
             if group.name not in policies:
                 policy = build_policy(group.policy)
@@ -413,13 +493,32 @@ class Replay:
             scenario=self.scenario,
             seed=self.seed,
             clock=self.clock,
-            records=records,
+            ledger=ledger,
             counts=counts,
-            events=self.log.events,
+            event_list=self.log.events if isinstance(self.log, EventLog) else None,
             wall_seconds=time.perf_counter() - started,
             wire_seconds=self.bridge.wire_seconds,
             batches=self.bridge.batches,
             transport=self.transport_kind,
-            notifications=self.keeper.notifications,
+            notifications=self.notifications,
+            notification_count=self.keeper.notifications,
             policies=policies,
         )
+
+
+class _Notes:
+    """Where the keeper sends each DSN."""
+
+    __slots__ = ("append",)
+
+    def __init__(self, append: Callable[[dsn.Notification], None]) -> None:
+        self.append = append
+
+
+def _backups_named(scenario: Scenario, clock: SimClock) -> frozenset[float]:
+    """The times of the backups a ``restore`` names (``backup: <time>``); the stores keep those and the latest."""
+    from .scenario import RestoreEvent as Restore
+
+    return frozenset(
+        clock.seconds(e.backup) for e in scenario.timeline if isinstance(e, Restore) and e.backup != "latest"
+    )

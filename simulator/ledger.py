@@ -9,19 +9,25 @@ Every submitted message ends in exactly one of five states:
 ``queued``     still in a sender's queue when the run ends (a backup MX's queue included)
 
 ``finalize`` assigns the states and checks conservation; a run whose states
-do not add up fails with ``ConservationError``.
+do not add up fails with ``ConservationError``. ``Ledger`` keeps the same
+facts as columns (a few numbers per message) for runs of any size, and
+``LedgerRows`` reads it back as ``MessageRecord`` rows.
 """
 
 from __future__ import annotations
 
+import math
+from array import array
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 from .errors import ConservationError
 from .schema.states import STATES
 from .store import Holding
 
-__all__ = ["STATES", "MessageRecord", "finalize"]
+__all__ = ["STATES", "MessageRecord", "finalize", "Ledger", "LedgerRows", "Sender", "Texts", "NOT_YET"]
 
 
 @dataclass(slots=True)
@@ -74,3 +80,210 @@ def finalize(records: list[MessageRecord], holdings: dict[str, Holding], submitt
             f"final states add up to {sum(counts.values())} for {submitted} messages submitted ({dict(counts)})"
         )
     return counts
+
+
+class Texts:
+    """Interned strings (errors, bounce reasons): each distinct text stored once, referred to by number."""
+
+    __slots__ = ("_index", "items")
+
+    def __init__(self) -> None:
+        self.items: list[str] = [""]
+        self._index: dict[str, int] = {"": 0}
+
+    def number(self, text: str) -> int:
+        """The number of *text*, adding it the first time."""
+        found = self._index.get(text)
+        if found is None:
+            found = self._index[text] = len(self.items)
+            self.items.append(text)
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """A sending MTA as the ledger names it."""
+
+    name: str
+    group: str
+    policy: str
+    domain: str  #: where its mail goes
+
+
+NOT_YET = math.nan
+"""A time column's value for "never" (no 250, no bounce, still queued)."""
+
+
+class Ledger:
+    """The run's ledger as columns: a few numbers per message, indexed by submission order.
+
+    Message *i* (0-based) is ``m{i+1}`` zero-padded to ``width`` digits; its
+    sender, group, policy and recipient domain come from ``senders[mta[i]]``,
+    its recipient's local part from ``locals[rcpt[i]]``. Times are simulated
+    seconds, ``nan`` for none; texts (last error, bounce status and reason)
+    are numbers into ``texts``; ``accepted_by`` is a number into ``servers``
+    (-1 for none). ``final_state`` (a number into ``STATES``) and ``final_at``
+    are set by ``finalize``. ``record(i)`` and ``rows()`` give ``MessageRecord``
+    rows one at a time, for readers that want rows.
+    """
+
+    def __init__(
+        self,
+        submitted: array[float],
+        mta: array[int],
+        rcpt: array[int],
+        senders: list[Sender],
+        locals_: list[str],
+        servers: list[str],
+    ) -> None:
+        n = len(submitted)
+        self.width = max(6, len(str(n)))
+        self.submitted = submitted
+        self.mta = mta
+        self.rcpt = rcpt
+        self.senders = senders
+        self.locals = locals_
+        self.servers = servers
+        self.texts = Texts()
+        zeros = bytes(4 * n)
+        self.attempts = array("i", zeros)
+        self.connections = array("i", zeros)
+        self.warnings = array("i", zeros)
+        self.copies = array("i", zeros)
+        self.last_error = array("i", zeros)
+        self.bounce_status = array("i", zeros)
+        self.bounce_reason = array("i", zeros)
+        nans = array("d", [NOT_YET]) * n
+        self.accepted_at = nans
+        self.bounced_at = array("d", nans)
+        self.final_at = array("d", nans)
+        self.accepted_by = array("b", [-1]) * n
+        self.final_state = array("b", [-1]) * n
+        self._server_number = {name: i for i, name in enumerate(servers)}
+
+    def __len__(self) -> int:
+        return len(self.submitted)
+
+    # ------------------------------------------------------------------ names
+    def message_id(self, i: int) -> str:
+        """The message's id: ``m`` and its number, zero-padded."""
+        return f"m{i + 1:0{self.width}d}"
+
+    def index_of(self, message_id: str) -> int | None:
+        """The row of *message_id*, or ``None`` for an id this ledger never issued."""
+        digits = message_id[1:]
+        if message_id[:1] != "m" or len(digits) != self.width or not digits.isdigit():
+            return None
+        i = int(digits) - 1
+        return i if 0 <= i < len(self.submitted) else None
+
+    def originator(self, i: int) -> str:
+        """The envelope sender of message *i*."""
+        return f"{self.locals[self.rcpt[i]].replace('user', 'sender')}@{self.senders[self.mta[i]].name}.example"
+
+    def recipient(self, i: int) -> str:
+        """The envelope recipient of message *i*."""
+        return f"{self.locals[self.rcpt[i]]}@{self.senders[self.mta[i]].domain}"
+
+    def server_number(self, name: str) -> int:
+        """The number of server *name* in ``accepted_by``."""
+        return self._server_number[name]
+
+    # ------------------------------------------------------------------ rows
+    def record(self, i: int) -> MessageRecord:
+        """Message *i* as a ``MessageRecord``."""
+        sender = self.senders[self.mta[i]]
+        texts = self.texts.items
+        state = self.final_state[i]
+        return MessageRecord(
+            message_id=self.message_id(i),
+            sender=sender.name,
+            group=sender.group,
+            policy=sender.policy,
+            originator=self.originator(i),
+            recipient=self.recipient(i),
+            submitted_at=self.submitted[i],
+            attempts=self.attempts[i],
+            connections=self.connections[i],
+            delay_warnings=self.warnings[i],
+            accepted_at=_time(self.accepted_at[i]),
+            accepted_by=self.servers[self.accepted_by[i]] if self.accepted_by[i] >= 0 else "",
+            copies=self.copies[i],
+            bounced_at=_time(self.bounced_at[i]),
+            bounce_status=texts[self.bounce_status[i]],
+            bounce_reason=texts[self.bounce_reason[i]],
+            last_error=texts[self.last_error[i]],
+            final_state=STATES[state] if state >= 0 else "",
+            final_at=_time(self.final_at[i]),
+        )
+
+    def rows(self) -> Iterator[MessageRecord]:
+        """Every message as a ``MessageRecord``, in submission order, one at a time."""
+        for i in range(len(self.submitted)):
+            yield self.record(i)
+
+    # ------------------------------------------------------------------ the end
+    def finalize(self, holdings: dict[str, Holding]) -> Counter[str]:
+        """Assign each message its final state; check that nothing is lost or double-counted."""
+        n = len(self.submitted)
+        held: dict[int, Holding] = {}
+        for message_id, holding in holdings.items():
+            i = self.index_of(message_id)
+            if i is None:
+                raise ConservationError(f"mail stores hold an unknown message, e.g. {message_id}")
+            held[i] = holding
+        number = {state: k for k, state in enumerate(STATES)}
+        bounced, queued = number["bounced"], number["queued"]
+        accepted_at, bounced_at = self.accepted_at, self.bounced_at
+        final_state, final_at = self.final_state, self.final_at
+        for i in range(n):
+            holding = held.get(i)
+            if holding is not None:
+                final_state[i] = number[holding.state]
+                final_at[i] = NOT_YET if holding.state == "queued" else holding.since
+            elif accepted_at[i] == accepted_at[i]:  # not nan: a 250 with no stored copy
+                by = self.servers[self.accepted_by[i]] if self.accepted_by[i] >= 0 else "?"
+                raise ConservationError(f"{self.message_id(i)} got a 250 from {by} but no store ever held it")
+            elif bounced_at[i] == bounced_at[i]:
+                final_state[i], final_at[i] = bounced, bounced_at[i]
+            else:
+                final_state[i] = queued
+        counts = Counter(dict.fromkeys(STATES, 0))
+        for k, state in enumerate(STATES):
+            counts[state] = final_state.count(k)
+        if sum(counts.values()) != n:
+            raise ConservationError(f"final states add up to {sum(counts.values())} for {n} messages submitted")
+        return counts
+
+
+def _time(value: float) -> float | None:
+    return None if value != value else value
+
+
+class LedgerRows(Sequence[MessageRecord]):
+    """A ``Ledger`` read as a sequence of ``MessageRecord`` rows, each made when it is read."""
+
+    __slots__ = ("ledger",)
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def __len__(self) -> int:
+        return len(self.ledger)
+
+    @overload
+    def __getitem__(self, index: int) -> MessageRecord: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[MessageRecord]: ...
+
+    def __getitem__(self, index: int | slice) -> MessageRecord | list[MessageRecord]:
+        if isinstance(index, slice):
+            return [self.ledger.record(i) for i in range(*index.indices(len(self.ledger)))]
+        n = len(self.ledger)
+        if not -n <= index < n:
+            raise IndexError("ledger row out of range")
+        return self.ledger.record(index % n)
+
+    def __iter__(self) -> Iterator[MessageRecord]:
+        return self.ledger.rows()

@@ -19,8 +19,8 @@ from typing import Any
 
 from .clock import SimClock
 from .errors import Problem, ScenarioError
-from .events import Event
-from .ledger import MessageRecord
+from .events import Event, read_events
+from .ledger import Ledger, LedgerRows, MessageRecord
 from .scenario import Scenario
 from .schema.states import STATES
 
@@ -51,36 +51,58 @@ MESSAGE_COLUMNS = (
 
 @dataclass
 class RunResult:
-    """Everything a run produced: ledger rows, events, DSNs. ``counts`` balanced when it was made."""
+    """Everything a run produced: the ledger, events, DSNs. ``counts`` balanced when it was made.
+
+    ``event_list`` holds the events when the run kept them in memory;
+    a run that streamed them to a file has ``events_path`` instead, and
+    ``events`` reads them back from it. ``notifications`` holds the DSNs when
+    the run kept them (``notification_count`` says how many were sent).
+    """
 
     scenario: Scenario
     seed: int
     clock: SimClock
-    records: list[MessageRecord]
+    ledger: Ledger
     counts: Counter[str]
-    events: list[Event]
+    event_list: list[Event] | None
     wall_seconds: float
     wire_seconds: float = 0.0
     batches: int = 0
     transport: str = "wire"
     notifications: list[Any] = field(default_factory=list)
+    notification_count: int = 0
     policies: dict[str, tuple[str, float | None]] = field(default_factory=dict)
     """Per sender group: its policy's label and when that policy gives up on mail that never gets through."""
+    events_path: Path | None = None
+
+    @property
+    def records(self) -> LedgerRows:
+        """The ledger rows, as ``MessageRecord`` objects made when read."""
+        return LedgerRows(self.ledger)
+
+    @property
+    def events(self) -> list[Event]:
+        """The typed events, in the order they happened (read back from the file when they were streamed)."""
+        if self.event_list is not None:
+            return self.event_list
+        if self.events_path is None:
+            return []
+        return list(read_events(self.events_path))
 
     @property
     def messages(self) -> int:
         """Messages submitted."""
-        return len(self.records)
+        return len(self.ledger)
 
     @property
     def attempts(self) -> int:
         """Delivery attempts, including those deferred without connecting."""
-        return sum(r.attempts for r in self.records)
+        return sum(self.ledger.attempts)
 
     @property
     def connections(self) -> int:
         """Attempts that reached the wire (real SMTP sessions or connects)."""
-        return sum(r.connections for r in self.records)
+        return sum(self.ledger.connections)
 
 
 def _rows(
@@ -111,20 +133,67 @@ def _rows(
         )
 
 
-def messages_csv(records: Iterable[MessageRecord], clock: SimClock, window_of: Callable[[float], str]) -> str:
+def _ledger_rows(ledger: Ledger, clock: SimClock, window_of: Callable[[float], str]) -> Iterator[tuple[Any, ...]]:
+    """The rows of ``messages.csv`` straight from the ledger's columns, formatted as they are written."""
+    iso = clock.iso
+    texts = ledger.texts.items
+    senders, servers = ledger.senders, ledger.servers
+    states = STATES
+    submitted, accepted_at, final_at = ledger.submitted, ledger.accepted_at, ledger.final_at
+    for i in range(len(ledger)):
+        sender = senders[ledger.mta[i]]
+        at, accepted, final = submitted[i], accepted_at[i], final_at[i]
+        by = ledger.accepted_by[i]
+        yield (
+            ledger.message_id(i),
+            sender.name,
+            sender.policy,
+            iso(at),
+            states[ledger.final_state[i]],
+            "" if final != final else iso(final),
+            ledger.attempts[i],
+            "" if accepted != accepted else iso(accepted),
+            servers[by] if by >= 0 else "",
+            ledger.copies[i],
+            ledger.warnings[i],
+            sender.group,
+            ledger.originator(i),
+            ledger.recipient(i),
+            ledger.connections[i],
+            texts[ledger.bounce_status[i]],
+            texts[ledger.bounce_reason[i]],
+            texts[ledger.last_error[i]],
+            window_of(at),
+        )
+
+
+def _any_rows(
+    records: Ledger | Iterable[MessageRecord], clock: SimClock, window_of: Callable[[float], str]
+) -> Iterator[tuple[Any, ...]]:
+    if isinstance(records, Ledger):
+        return _ledger_rows(records, clock, window_of)
+    return _rows(records, clock, window_of)
+
+
+def messages_csv(
+    records: Ledger | Iterable[MessageRecord], clock: SimClock, window_of: Callable[[float], str]
+) -> str:
     """The ledger as CSV text (deterministic: same scenario and seed, same bytes)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(MESSAGE_COLUMNS)
-    writer.writerows(_rows(records, clock, window_of))
+    writer.writerows(_any_rows(records, clock, window_of))
     return buf.getvalue()
 
 
 def write_messages(
-    path: Path, records: Iterable[MessageRecord], clock: SimClock, window_of: Callable[[float], str]
+    path: Path, records: Ledger | Iterable[MessageRecord], clock: SimClock, window_of: Callable[[float], str]
 ) -> None:
-    """Write ``messages.csv``."""
-    path.write_text(messages_csv(records, clock, window_of), encoding="utf-8")
+    """Write ``messages.csv``, row by row (a ledger of any size in bounded memory)."""
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(MESSAGE_COLUMNS)
+        writer.writerows(_any_rows(records, clock, window_of))
 
 
 def _seconds(start: datetime, text: str) -> float | None:

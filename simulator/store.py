@@ -57,10 +57,16 @@ class Holding:
 
 
 class MailStores:
-    """All disks and backups of a run, by server name."""
+    """All disks and backups of a run, by server name.
 
-    def __init__(self, servers: list[str], relays: set[str] | None = None) -> None:
+    *keep*, when given, is the set of backup times a restore names: the
+    stores then keep only those and each server's latest backup (a long run
+    with frequent backups would otherwise hold a copy of the disk per backup).
+    """
+
+    def __init__(self, servers: list[str], relays: set[str] | None = None, keep: frozenset[float] | None = None) -> None:
         self.relays = set(relays or ())
+        self._keep = keep
         self._disks: list[Disk] = []
         self.current: dict[str, Disk | None] = {}
         self.backups: dict[str, list[Backup]] = {name: [] for name in servers}
@@ -97,7 +103,11 @@ class MailStores:
         if disk is None:
             raise RuntimeError(f"{server} has no working disk to back up")
         snap = Backup(server=server, taken_at=now, mail=dict(disk.mail))
-        self.backups[server].append(snap)
+        kept = self.backups[server]
+        if self._keep is not None:
+            # Only the latest backup and those a restore names can be restored: drop the others.
+            kept[:] = [b for b in kept if b.taken_at in self._keep]
+        kept.append(snap)
         return snap
 
     def crash(self, server: str, now: float) -> Disk | None:

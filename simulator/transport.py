@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -38,8 +39,13 @@ class Attempt:
     helo: str
     mail_from: str
     rcpt_to: str
-    content: bytes
+    content: bytes | Callable[[], bytes]  #: the message, or what makes it when a session gets that far
     plan: SessionPlan | None = None  #: the server's plan for this session (None: unannounced)
+
+    def body(self) -> bytes:
+        """The message's bytes."""
+        content = self.content
+        return content if isinstance(content, bytes) else content()
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +190,7 @@ class SmtpTransport:
             protocol = smtp.protocol
             if protocol is None:
                 raise aiosmtplib.SMTPServerDisconnected("connection lost after DATA")
-            protocol.write(attempt.content + b".\r\n")
+            protocol.write(attempt.body() + b".\r\n")
             response = await protocol.read_response(timeout=wait(Stage.DOT))
         except aiosmtplib.SMTPResponseException as exc:
             await _close(smtp)
@@ -248,6 +254,10 @@ class MemoryTransport:
 
     async def attempt(self, attempt: Attempt) -> Outcome:
         """Walk the dialogue as a client on the wire would, translating each ``Step``."""
+        return self.attempt_now(attempt)
+
+    def attempt_now(self, attempt: Attempt) -> Outcome:
+        """``attempt`` without an event loop: nothing here waits."""
         server = self._servers[attempt.server]
         name = server.name
         if not server.listening:
@@ -263,7 +273,7 @@ class MemoryTransport:
             return failed
         if (failed := _as_seen(Stage.DATA, session.data(), name)) is not None:
             return failed
-        step = session.dot(attempt.content)
+        step = session.dot(attempt.body())
         if (failed := _as_seen(Stage.DOT, step, name)) is not None:
             return failed
         return Outcome.ok(step.reply)
