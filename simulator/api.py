@@ -61,7 +61,7 @@ def facts_of(result: RunResult) -> RunFacts:
     )
 
 
-@dataclass
+@dataclass(repr=False)
 class Run(RunResult):
     """A finished run: its records (``RunResult``) and, computed once on first use, their ``analysis``."""
 

@@ -29,6 +29,7 @@ __all__ = [
     "Event",
     "EventSink",
     "EventLog",
+    "EventWriter",
     "SubmitEvent",
     "RelayQueuedEvent",
     "AttemptEvent",
@@ -365,6 +366,32 @@ class EventLog:
     def emit(self, event: Event) -> None:
         """Append *event*."""
         self.events.append(event)
+
+
+class EventWriter:
+    """An ``EventSink`` that writes each event to ``events.jsonl`` as it happens (nothing kept in memory).
+
+    Events pass on to *then* (another sink, such as the analysis's fold) after
+    they are written. ``close()`` flushes the file.
+    """
+
+    def __init__(self, path: Path, then: EventSink | None = None) -> None:
+        self.path = path
+        self._fh = path.open("wb", buffering=1 << 20)
+        self._dump = _ADAPTER.dump_json
+        self._then = then.emit if then is not None else None
+        self.count = 0
+
+    def emit(self, event: Event) -> None:
+        """Write *event* as one line."""
+        self._fh.write(self._dump(event) + b"\n")
+        self.count += 1
+        if self._then is not None:
+            self._then(event)
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        self._fh.close()
 
 
 def event_json(event: Event) -> str:

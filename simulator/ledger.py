@@ -21,13 +21,13 @@ from array import array
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import overload
+from typing import Any, overload
 
 from .errors import ConservationError
 from .schema.states import STATES
 from .store import Holding
 
-__all__ = ["STATES", "MessageRecord", "finalize", "Ledger", "LedgerRows", "Sender", "Texts", "NOT_YET"]
+__all__ = ["STATES", "MessageRecord", "finalize", "Ledger", "LedgerRows", "LedgerBuilder", "Sender", "Texts", "NOT_YET"]
 
 
 @dataclass(slots=True)
@@ -160,6 +160,9 @@ class Ledger:
         self.accepted_by = array("b", [-1]) * n
         self.final_state = array("b", [-1]) * n
         self._server_number = {name: i for i, name in enumerate(servers)}
+        #: ids and addresses read from a file that does not follow the engine's naming (else ``None``)
+        self.explicit: tuple[list[str], list[str], list[str]] | None = None
+        self._explicit_index: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self.submitted)
@@ -167,10 +170,14 @@ class Ledger:
     # ------------------------------------------------------------------ names
     def message_id(self, i: int) -> str:
         """The message's id: ``m`` and its number, zero-padded."""
+        if self.explicit is not None:
+            return self.explicit[0][i]
         return f"m{i + 1:0{self.width}d}"
 
     def index_of(self, message_id: str) -> int | None:
         """The row of *message_id*, or ``None`` for an id this ledger never issued."""
+        if self.explicit is not None:
+            return self._explicit_index.get(message_id)
         digits = message_id[1:]
         if message_id[:1] != "m" or len(digits) != self.width or not digits.isdigit():
             return None
@@ -179,15 +186,27 @@ class Ledger:
 
     def originator(self, i: int) -> str:
         """The envelope sender of message *i*."""
+        if self.explicit is not None:
+            return self.explicit[1][i]
         return f"{self.locals[self.rcpt[i]].replace('user', 'sender')}@{self.senders[self.mta[i]].name}.example"
 
     def recipient(self, i: int) -> str:
         """The envelope recipient of message *i*."""
+        if self.explicit is not None:
+            return self.explicit[2][i]
         return f"{self.locals[self.rcpt[i]]}@{self.senders[self.mta[i]].domain}"
 
     def server_number(self, name: str) -> int:
-        """The number of server *name* in ``accepted_by``."""
-        return self._server_number[name]
+        """The number of server *name* in ``accepted_by`` (added to ``servers`` the first time)."""
+        found = self._server_number.get(name)
+        if found is None:
+            found = self._server_number[name] = len(self.servers)
+            self.servers.append(name)
+        return found
+
+    def group_of(self) -> list[str]:
+        """The sender group of each entry of ``senders``."""
+        return [s.group for s in self.senders]
 
     # ------------------------------------------------------------------ rows
     def record(self, i: int) -> MessageRecord:
@@ -254,6 +273,85 @@ class Ledger:
         if sum(counts.values()) != n:
             raise ConservationError(f"final states add up to {sum(counts.values())} for {n} messages submitted")
         return counts
+
+
+class LedgerBuilder:
+    """Builds a ``Ledger`` row by row (from a ``messages.csv`` or ``MessageRecord`` objects), without keeping rows."""
+
+    def __init__(self, servers: Sequence[str] = ()) -> None:
+        self.submitted: array[float] = array("d")
+        self.mta: array[int] = array("i")
+        self.rcpt: array[int] = array("i")
+        self._senders: dict[Sender, int] = {}
+        self._locals: dict[str, int] = {}
+        self._servers = list(servers)
+        self._rows: list[array[Any]] = []
+        self._ids: list[str] = []
+        self._originators: list[str] = []
+        self._recipients: list[str] = []
+        self._texts = Texts()
+        self._cols: dict[str, array[Any]] = {
+            name: array(code)
+            for name, code in (
+                ("attempts", "i"),
+                ("connections", "i"),
+                ("warnings", "i"),
+                ("copies", "i"),
+                ("last_error", "i"),
+                ("bounce_status", "i"),
+                ("bounce_reason", "i"),
+                ("accepted_at", "d"),
+                ("bounced_at", "d"),
+                ("final_at", "d"),
+                ("accepted_by", "b"),
+                ("final_state", "b"),
+            )
+        }
+        self._state_number = {state: k for k, state in enumerate(STATES)}
+
+    def add(self, r: MessageRecord) -> None:
+        """Append one row."""
+        local, _, domain = r.recipient.rpartition("@")
+        sender = Sender(r.sender, r.group, r.policy, domain.lower() if local else "")
+        k = self._senders.setdefault(sender, len(self._senders))
+        self.submitted.append(r.submitted_at)
+        self.mta.append(k)
+        self.rcpt.append(self._locals.setdefault(local if local else r.recipient, len(self._locals)))
+        self._ids.append(r.message_id)
+        self._originators.append(r.originator)
+        self._recipients.append(r.recipient)
+        c, texts = self._cols, self._texts
+        c["attempts"].append(r.attempts)
+        c["connections"].append(r.connections)
+        c["warnings"].append(r.delay_warnings)
+        c["copies"].append(r.copies)
+        c["last_error"].append(texts.number(r.last_error))
+        c["bounce_status"].append(texts.number(r.bounce_status))
+        c["bounce_reason"].append(texts.number(r.bounce_reason))
+        c["accepted_at"].append(NOT_YET if r.accepted_at is None else r.accepted_at)
+        c["bounced_at"].append(NOT_YET if r.bounced_at is None else r.bounced_at)
+        c["final_at"].append(NOT_YET if r.final_at is None else r.final_at)
+        if r.accepted_by and r.accepted_by not in self._servers:
+            self._servers.append(r.accepted_by)
+        c["accepted_by"].append(self._servers.index(r.accepted_by) if r.accepted_by else -1)
+        c["final_state"].append(self._state_number.get(r.final_state, -1))
+
+    def finish(self) -> Ledger:
+        """The ledger of the rows added."""
+        ledger = Ledger(self.submitted, self.mta, self.rcpt, list(self._senders), list(self._locals), self._servers)
+        for name, column in self._cols.items():
+            setattr(ledger, name, column)
+        ledger.texts = self._texts
+        derived = all(
+            ledger.message_id(i) == self._ids[i]
+            and ledger.originator(i) == self._originators[i]
+            and ledger.recipient(i) == self._recipients[i]
+            for i in range(len(ledger))
+        )
+        if not derived:
+            ledger.explicit = (self._ids, self._originators, self._recipients)
+            ledger._explicit_index = {m: i for i, m in enumerate(self._ids)}
+        return ledger
 
 
 def _time(value: float) -> float | None:

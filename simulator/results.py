@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -20,11 +20,20 @@ from typing import Any
 from .clock import SimClock
 from .errors import Problem, ScenarioError
 from .events import Event, read_events
-from .ledger import Ledger, LedgerRows, MessageRecord
+from .ledger import Ledger, LedgerBuilder, LedgerRows, MessageRecord
 from .scenario import Scenario
 from .schema.states import STATES
 
-__all__ = ["RunResult", "MESSAGE_COLUMNS", "messages_csv", "write_messages", "read_messages", "write_notifications"]
+__all__ = [
+    "RunResult",
+    "MESSAGE_COLUMNS",
+    "messages_csv",
+    "write_messages",
+    "read_messages",
+    "read_ledger",
+    "iter_messages",
+    "write_notifications",
+]
 
 MESSAGE_COLUMNS = (
     "message_id",
@@ -49,7 +58,7 @@ MESSAGE_COLUMNS = (
 )
 
 
-@dataclass
+@dataclass(repr=False)
 class RunResult:
     """Everything a run produced: the ledger, events, DSNs. ``counts`` balanced when it was made.
 
@@ -74,6 +83,10 @@ class RunResult:
     policies: dict[str, tuple[str, float | None]] = field(default_factory=dict)
     """Per sender group: its policy's label and when that policy gives up on mail that never gets through."""
     events_path: Path | None = None
+
+    def __repr__(self) -> str:
+        # Short on purpose: asyncio formats a finished task's result, and a ledger can hold a million rows.
+        return f"<{type(self).__name__} {self.scenario.name} seed {self.seed}: {len(self.ledger)} messages>"
 
     @property
     def records(self) -> LedgerRows:
@@ -196,6 +209,9 @@ def write_messages(
         writer.writerows(_any_rows(records, clock, window_of))
 
 
+_MISSING = object()
+
+
 def _seconds(start: datetime, text: str) -> float | None:
     if not text:
         return None
@@ -204,7 +220,30 @@ def _seconds(start: datetime, text: str) -> float | None:
 
 def read_messages(path: Path, start: datetime) -> list[MessageRecord]:
     """The ledger rows of a ``messages.csv``, times in simulated seconds from *start* (the clock's start)."""
-    out = []
+    return list(iter_messages(path, start))
+
+
+def read_ledger(path: Path, start: datetime, servers: Sequence[str] = ()) -> Ledger:
+    """A ``messages.csv`` (or ``messages.parquet``) as the ledger's columns, read row by row in bounded memory."""
+    builder = LedgerBuilder(servers)
+    rows = iter_parquet_messages(path, start) if path.suffix == ".parquet" else iter_messages(path, start)
+    for row in rows:
+        builder.add(row)
+    return builder.finish()
+
+
+def iter_messages(path: Path, start: datetime) -> Iterator[MessageRecord]:
+    """The ledger rows of a ``messages.csv``, one at a time (see ``read_messages``)."""
+    cache: dict[str, float | None] = {}
+
+    def seconds(text: str) -> float | None:
+        found = cache.get(text, _MISSING)
+        if found is _MISSING:
+            found = _seconds(start, text)
+            if len(cache) < 100_000:
+                cache[text] = found
+        return found  # type: ignore[return-value]
+
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         missing = [c for c in MESSAGE_COLUMNS[:11] if c not in (reader.fieldnames or [])]
@@ -216,8 +255,8 @@ def read_messages(path: Path, start: datetime) -> list[MessageRecord]:
                 raise ScenarioError(
                     [Problem(str(path), reader.line_num, "", f"unknown final_state {state!r} for {row['message_id']}")]
                 )
-            final_at = _seconds(start, row["final_at"])
-            out.append(
+            final_at = seconds(row["final_at"])
+            yield (
                 MessageRecord(
                     message_id=row["message_id"],
                     sender=row["sender"],
@@ -225,11 +264,11 @@ def read_messages(path: Path, start: datetime) -> list[MessageRecord]:
                     policy=row["policy"],
                     originator=row.get("originator", ""),
                     recipient=row.get("recipient", ""),
-                    submitted_at=_seconds(start, row["submitted_at"]) or 0.0,
+                    submitted_at=seconds(row["submitted_at"]) or 0.0,
                     attempts=int(row["attempts"] or 0),
                     connections=int(row.get("connections") or 0),
                     delay_warnings=int(row["delay_warnings"] or 0),
-                    accepted_at=_seconds(start, row["accepted_at"]),
+                    accepted_at=seconds(row["accepted_at"]),
                     accepted_by=row["accepted_by"],
                     copies=int(row["copies"] or 0),
                     bounced_at=final_at if state == "bounced" else None,
@@ -240,7 +279,6 @@ def read_messages(path: Path, start: datetime) -> list[MessageRecord]:
                     final_at=final_at,
                 )
             )
-    return out
 
 
 def write_notifications(path: Path, notifications: Iterable[Any]) -> None:
@@ -252,3 +290,39 @@ def write_notifications(path: Path, notifications: Iterable[Any]) -> None:
             for line in body.split(b"\n"):
                 fh.write((b">" + line if line.startswith(b"From ") else line) + b"\n")
             fh.write(b"\n")
+
+
+def iter_parquet_messages(path: Path, start: datetime) -> Iterator[MessageRecord]:
+    """The ledger rows of a ``messages.parquet``, one batch at a time (see ``simulator.records.parquet``)."""
+    from .records.parquet import iter_parquet_rows
+
+    for row in iter_parquet_rows(path):
+        yield _record_of(row, start, path, 0)
+
+
+def _record_of(row: dict[str, Any], start: datetime, path: Path, line: int) -> MessageRecord:
+    state = row["final_state"]
+    if state not in STATES:
+        raise ScenarioError([Problem(str(path), line or None, "", f"unknown final_state {state!r} for {row['message_id']}")])
+    final_at = _seconds(start, row["final_at"] or "")
+    return MessageRecord(
+        message_id=row["message_id"],
+        sender=row["sender"],
+        group=row.get("group") or row["policy"],
+        policy=row["policy"],
+        originator=row.get("originator") or "",
+        recipient=row.get("recipient") or "",
+        submitted_at=_seconds(start, row["submitted_at"]) or 0.0,
+        attempts=int(row["attempts"] or 0),
+        connections=int(row.get("connections") or 0),
+        delay_warnings=int(row["delay_warnings"] or 0),
+        accepted_at=_seconds(start, row["accepted_at"] or ""),
+        accepted_by=row["accepted_by"] or "",
+        copies=int(row["copies"] or 0),
+        bounced_at=final_at if state == "bounced" else None,
+        bounce_status=row.get("bounce_status") or "",
+        bounce_reason=row.get("bounce_reason") or "",
+        last_error=row.get("last_error") or "",
+        final_state=state,
+        final_at=final_at,
+    )

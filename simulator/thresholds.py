@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from . import metrics
 from .analysis import Analysis
-from .ledger import MessageRecord
 from .schema.states import STATES
 from .schema.thresholds import (
     METRICS,
@@ -60,7 +61,8 @@ class Outcome:
 
 
 Samples = list[float] | float | None
-Sampler = Callable[[Analysis, list[MessageRecord], dict[str, str]], Samples]
+Sampler = Callable[[Analysis, Any, dict[str, str]], Samples]
+"""Measures a metric over the messages a threshold's tags select (a numpy mask over ``Analysis.cols``)."""
 
 
 def _storms(a: Analysis, tags: dict[str, str]) -> list[metrics.Storm]:
@@ -68,43 +70,49 @@ def _storms(a: Analysis, tags: dict[str, str]) -> list[metrics.Storm]:
 
 
 def _count(state: str) -> Sampler:
-    return lambda a, records, tags: float(sum(1 for r in records if r.final_state == state))
+    code = STATES.index(state)
+    return lambda a, mask, tags: float((a.cols.state[mask] == code).sum())
 
 
 def _ratio(state: str) -> Sampler:
-    def sample(a: Analysis, records: list[MessageRecord], tags: dict[str, str]) -> Samples:
-        return sum(1 for r in records if r.final_state == state) / len(records) if records else None
+    code = STATES.index(state)
+
+    def sample(a: Analysis, mask: Any, tags: dict[str, str]) -> Samples:
+        n = int(mask.sum())
+        return int((a.cols.state[mask] == code).sum()) / n if n else None
 
     return sample
 
 
 def _field_sum(name: str) -> Sampler:
-    return lambda a, records, tags: float(sum(getattr(r, name) for r in records))
+    return lambda a, mask, tags: float(getattr(a.cols, name)[mask].sum(dtype=np.int64))
+
+
+def _values(array: Any) -> list[float]:
+    return [float(v) for v in array.tolist()]
 
 
 SAMPLERS: dict[str, Sampler] = {
-    "messages": lambda a, records, tags: float(len(records)),
+    "messages": lambda a, mask, tags: float(mask.sum()),
     "attempts": _field_sum("attempts"),
     "connections": _field_sum("connections"),
-    "delay_warnings": _field_sum("delay_warnings"),
-    "duplicates": lambda a, records, tags: float(sum(1 for r in records if r.copies > 1)),
-    "turned_away": lambda a, records, tags: float(
+    "delay_warnings": _field_sum("warnings"),
+    "duplicates": lambda a, mask, tags: float((a.cols.copies[mask] > 1).sum()),
+    "turned_away": lambda a, mask, tags: float(
         sum(n for server, n in a.turned_away.items() if "server" not in tags or server == tags["server"])
     ),
     **{state: _count(state) for state in STATES},
     **{f"{state}_ratio": _ratio(state) for state in STATES},
-    "delivery_delay": lambda a, records, tags: [d for d in map(metrics.delivery_delay, records) if d is not None],
-    "availability_delay": lambda a, records, tags: [
-        d for d in map(metrics.availability_delay, records) if d is not None
-    ],
-    "attempts_per_message": lambda a, records, tags: [float(r.attempts) for r in records],
-    "recovery_peak_attempts": lambda a, records, tags: [float(s.peak_per_minute) for s in _storms(a, tags)],
-    "recovery_drain_time": lambda a, records, tags: [
+    "delivery_delay": lambda a, mask, tags: _values(a.cols.delays(mask, ordered=False)),
+    "availability_delay": lambda a, mask, tags: _values(a.cols.availability(mask)),
+    "attempts_per_message": lambda a, mask, tags: _values(a.cols.attempts[mask].astype(np.float64)),
+    "recovery_peak_attempts": lambda a, mask, tags: [float(s.peak_per_minute) for s in _storms(a, tags)],
+    "recovery_drain_time": lambda a, mask, tags: [
         math.inf if s.drained is None else s.drained for s in _storms(a, tags)
     ],
-    "recovery_backlog": lambda a, records, tags: [float(s.backlog) for s in _storms(a, tags)],
-    "recovery_backlog_senders": lambda a, records, tags: [float(s.backlog_senders) for s in _storms(a, tags)],
-    "recovery_backlog_relays": lambda a, records, tags: [float(s.backlog_relays) for s in _storms(a, tags)],
+    "recovery_backlog": lambda a, mask, tags: [float(s.backlog) for s in _storms(a, tags)],
+    "recovery_backlog_senders": lambda a, mask, tags: [float(s.backlog_senders) for s in _storms(a, tags)],
+    "recovery_backlog_relays": lambda a, mask, tags: [float(s.backlog_relays) for s in _storms(a, tags)],
 }
 """How each metric is measured, by name; exactly the names of ``METRICS``."""
 
@@ -112,25 +120,30 @@ if set(SAMPLERS) != set(METRICS):  # pragma: no cover - a programming error, cau
     raise RuntimeError(f"metrics without a sampler or samplers without a metric: {set(SAMPLERS) ^ set(METRICS)}")
 
 
-def _records(a: Analysis, tags: dict[str, str]) -> list[MessageRecord]:
-    records = a.records
+def _selection(a: Analysis, tags: dict[str, str]) -> Any:
+    """The messages a threshold's tags select, as a mask over the analysis's columns."""
+    cols = a.cols
+    mask = np.ones(cols.n, dtype=bool)
     if "sender" in tags:
-        records = [r for r in records if r.group == tags["sender"]]
+        mask &= cols.group == (cols.groups.index(tags["sender"]) if tags["sender"] in cols.groups else -1)
     if "policy" in tags:
-        records = [r for r in records if r.policy == tags["policy"]]
+        mask &= cols.policy == (cols.policies.index(tags["policy"]) if tags["policy"] in cols.policies else -1)
     if "server" in tags:
-        records = [r for r in records if a.destination(r) == tags["server"]]
+        mask &= cols.dest == (cols.destinations.index(tags["server"]) if tags["server"] in cols.destinations else -1)
     if "window" in tags:
         w = find_window([(w.label, w.start, w.end) for w in a.windows], tags["window"])
-        records = [r for r in records if w is not None and w[1] <= r.submitted_at < w[2]]
-    return records
+        mask &= cols.window(w[1], w[2]) if w is not None else np.zeros(cols.n, dtype=bool)
+    return mask
 
 
 def sample(t: Threshold, a: Analysis) -> Samples:
     """The values of *t*'s metric in this run, scoped by its tags."""
     tags = dict(t.tags)
-    records = [] if t.metric.recovery or t.metric.name == "turned_away" else _records(a, tags)
-    return SAMPLERS[t.metric.name](a, records, tags)
+    if t.metric.recovery or t.metric.name == "turned_away":
+        mask = np.zeros(a.cols.n, dtype=bool)
+    else:
+        mask = _selection(a, tags)
+    return SAMPLERS[t.metric.name](a, mask, tags)
 
 
 def _aggregate(t: Threshold, samples: Samples) -> float | None:

@@ -19,16 +19,19 @@ it gives up) arrives as a fact.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from . import metrics
-from .clock import SimClock
-from .events import (
-    AttemptEvent,
+import numpy as np
+
+from .. import metrics
+from ..clock import SimClock
+from .fold import EventFold, mark_of
+from ..events import (
     BackupEvent,
     BackupScheduleEvent,
     BounceEvent,
@@ -44,12 +47,13 @@ from .events import (
     RestoreEvent,
     ServerEvent,
 )
-from .ledger import MessageRecord
-from .schema.incident import Interval, disk_intervals, recoveries, server_intervals, short_time
-from .schema.mx import MxHistory, MxHost
-from .schema.states import STATES
+from ..ledger import LedgerBuilder, LedgerRows, MessageRecord
+from .columns import Columns, as_numpy, percentile
+from ..schema.incident import Interval, disk_intervals, recoveries, server_intervals, short_time
+from ..schema.mx import MxHistory, MxHost
+from ..schema.states import STATES
 
-__all__ = ["ServerFacts", "SenderFacts", "RunFacts", "Window", "Analysis", "mark_of"]
+__all__ = ["ServerFacts", "SenderFacts", "RunFacts", "EventFold", "Window", "Analysis", "mark_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,14 +87,16 @@ class RunFacts:
     servers: tuple[ServerFacts, ...]
     senders: tuple[SenderFacts, ...]
     windows: tuple[tuple[str, float, float], ...]
-    records: list[MessageRecord]
-    events: Sequence[Event]
+    records: Sequence[MessageRecord]
+    events: Iterable[Event]
     description: str = ""
     timezone: str | None = None
     windows_declared: bool = False
     transport: str = "wire"
     wall_seconds: float = 0.0
     notifications: int = 0
+    fold: EventFold | None = None
+    """The events already folded as they streamed (then ``events`` is not read)."""
 
 
 @dataclass(frozen=True)
@@ -108,27 +114,7 @@ class Window:
         return sum(self.counts.values())
 
 
-def mark_of(event: Event) -> dict[str, Any] | None:
-    """The incident mark an event stands for (``simulator.schema.incident``), or ``None``."""
-    if isinstance(event, ServerEvent):
-        return {"t": event.t, "type": "server", "server": event.server, "state": event.state}
-    if isinstance(event, CrashEvent):
-        return {"t": event.t, "type": "crash", "server": event.server, "state": event.state, "disk": event.disk}
-    if isinstance(event, BackupEvent):
-        return {"t": event.t, "type": "backup", "server": event.server, "ok": event.ok, "messages": event.messages}
-    if isinstance(event, RestoreEvent):
-        mark = {"t": event.t, "type": "restore", "server": event.server, "from_server": event.from_server}
-        mark["backup_taken_at"] = event.backup_taken_at
-        mark["messages"] = event.messages
-        if event.state == metrics.UP:
-            mark["state"] = event.state
-        return mark
-    if isinstance(event, (DiskRecoveredEvent, DiskLostEvent)):
-        return {"t": event.t, "type": event.type, "server": event.server, "messages": event.messages}
-    return None
-
-
-def _counts(records: Sequence[MessageRecord]) -> dict[str, int]:
+def _counts(records: Iterable[MessageRecord]) -> dict[str, int]:
     counts = dict.fromkeys(STATES, 0)
     for r in records:
         counts[r.final_state] += 1
@@ -136,46 +122,51 @@ def _counts(records: Sequence[MessageRecord]) -> dict[str, int]:
 
 
 class Analysis:
-    """All the measures of one run, each computed once from its ``RunFacts``."""
+    """All the measures of one run, each computed once from its ``RunFacts``.
+
+    The ledger is read as columns (``simulator.analysis.columns``): a run's
+    own ``Ledger``, or one built row by row from other records; ``records``
+    reads it back as rows, one at a time.
+    """
 
     def __init__(self, facts: RunFacts) -> None:
         self.facts = facts
         self.clock = facts.clock
-        self.records = facts.records
-        attempts: list[tuple[float, str]] = []
-        marks: list[dict[str, Any]] = []
-        dns: list[tuple[float, str, list[str]]] = []
-        relay_left: dict[str, float] = {}
-        turned_away: list[tuple[float, str]] = []
-        faults: list[FaultEvent | FaultClearedEvent] = []
-        for event in facts.events:
-            if isinstance(event, AttemptEvent):
-                attempts.append((event.t, event.server))
-            elif isinstance(event, ReplyEvent):
-                if event.turned_away:
-                    turned_away.append((event.t, event.server))
-            elif isinstance(event, RelayedEvent):
-                relay_left.setdefault(event.message, event.t)
-            elif isinstance(event, BounceEvent):
-                if event.relay:
-                    relay_left.setdefault(event.message, event.t)
-            elif isinstance(event, DnsEvent):
-                dns.append((event.t, event.domain, list(event.mx)))
-            elif isinstance(event, (FaultEvent, FaultClearedEvent)):
-                faults.append(event)
-            else:
-                mark = mark_of(event)
-                if mark is not None:
-                    marks.append(mark)
-        self.attempts_on_wire = attempts
-        self.marks = marks
-        self.dns_changes = dns
-        self.relay_left = relay_left
-        self.turned_away_at = turned_away
-        self.fault_events = faults
+        if isinstance(facts.records, LedgerRows):
+            self.ledger = facts.records.ledger
+        else:
+            builder = LedgerBuilder([s.name for s in facts.servers])
+            for r in facts.records:
+                builder.add(r)
+            self.ledger = builder.finish()
+        self.records: Sequence[MessageRecord] = LedgerRows(self.ledger)
+        fold = facts.fold
+        if fold is None:
+            fold = EventFold()
+            for event in facts.events:
+                fold.emit(event)
+        self.fold = fold
+        self.marks = fold.marks
+        self.dns_changes = fold.dns
+        self.relay_left = fold.relay_left
+        self.fault_events = fold.faults
         hosts = [MxHost(s.name, s.domains, s.preference, s.relay) for s in facts.servers]
-        self.routes = MxHistory(hosts, dns)
+        self.routes = MxHistory(hosts, fold.dns)
         self.relays = self.routes.relays
+
+    @cached_property
+    def cols(self) -> Columns:
+        """The ledger's columns, with group, policy and destination numbers."""
+        return Columns(self.ledger, self.groups, self._destination)
+
+    @property
+    def attempts_on_wire(self) -> list[tuple[float, str]]:
+        """``(t, server)`` of every SMTP session (a list: for small runs; large ones read ``sessions``)."""
+        return self.fold.all_sessions()
+
+    def sessions(self, server: str) -> Any:
+        """When *server* saw each SMTP session, sorted (a numpy array)."""
+        return np.sort(as_numpy(self.fold.sessions(server), np.float64))
 
     # ------------------------------------------------------------ the scenario
     @property
@@ -197,7 +188,7 @@ class Analysis:
     def groups(self) -> list[str]:
         """Sender group names, in scenario order (then any others found in the ledger)."""
         names = [s.name for s in self.facts.senders]
-        return names + sorted({r.group for r in self.records} - set(names))
+        return names + sorted({s.group for s in self.ledger.senders} - set(names))
 
     def gives_up(self, group: str) -> float | None:
         """Seconds after which the group's policy bounces mail that never gets through."""
@@ -208,36 +199,33 @@ class Analysis:
         found = next((s.policy for s in self.facts.senders if s.name == group), None)
         if found is not None:
             return found
-        return next((r.policy for r in self.records if r.group == group), "")
+        return next((s.policy for s in self.ledger.senders if s.group == group), "")
 
     # ------------------------------------------------------------ counts
     @cached_property
     def counts(self) -> dict[str, int]:
         """Final-state counts of all mail."""
-        return _counts(self.records)
+        return self.cols.counts()
 
     @property
     def messages(self) -> int:
         """Messages submitted."""
-        return len(self.records)
+        return len(self.ledger)
 
     @cached_property
     def attempts(self) -> int:
         """Delivery attempts, including those deferred without connecting."""
-        return sum(r.attempts for r in self.records)
+        return int(self.cols.attempts.sum(dtype=np.int64))
 
     @cached_property
     def connections(self) -> int:
         """Attempts of original senders that reached the wire."""
-        return sum(r.connections for r in self.records)
+        return int(self.cols.connections.sum(dtype=np.int64))
 
     @cached_property
     def windows(self) -> list[Window]:
         """The windows of submission time with the states of their mail."""
-        out = []
-        for label, lo, hi in self.facts.windows:
-            out.append(Window(label, lo, hi, _counts([r for r in self.records if lo <= r.submitted_at < hi])))
-        return out
+        return [Window(label, lo, hi, self.cols.counts(self.cols.window(lo, hi))) for label, lo, hi in self.facts.windows]
 
     def window_of(self, t: float) -> str:
         """The label of the first window containing submission time *t*."""
@@ -246,55 +234,62 @@ class Analysis:
     @cached_property
     def by_group(self) -> dict[str, dict[str, int]]:
         """Final-state counts per sender group, in scenario order."""
-        out: dict[str, dict[str, int]] = {}
-        for g in self.groups:
-            mine = [r for r in self.records if r.group == g]
-            if mine:
-                out[g] = _counts(mine)
-        return out
+        cols = self.cols
+        present = set(np.unique(cols.group).tolist())
+        return {g: cols.counts(cols.group == k) for k, g in enumerate(cols.groups) if k in present}
+
+    def delay_values(self, group: str | None = None) -> Any:
+        """Seconds from submission to the first 250 of the accepted mail (of one sender group), sorted (numpy)."""
+        cols = self.cols
+        if group is None:
+            return cols.delays()
+        if group not in cols.groups:
+            return cols.delays(np.zeros(cols.n, dtype=bool))
+        return cols.delays(cols.group == cols.groups.index(group))
 
     @cached_property
     def delays(self) -> dict[str, dict[str, float]]:
         """Seconds from submission to the first 250, per sender group: count, p50, p95, max (accepted mail only)."""
-        by_group: dict[str, list[float]] = {}
-        for r in self.records:
-            delay = metrics.delivery_delay(r)
-            if delay is not None:
-                by_group.setdefault(r.group, []).append(delay)
-        ordered = [g for g in self.groups if g in by_group]
-        return {
-            g: {
-                "count": len(by_group[g]),
-                "p50": metrics.percentile(by_group[g], 50),
-                "p95": metrics.percentile(by_group[g], 95),
-                "max": max(by_group[g]),
-            }
-            for g in ordered
-        }
+        out = {}
+        for g in self.groups:
+            values = self.delay_values(g)
+            if len(values):
+                out[g] = {
+                    "count": len(values),
+                    "p50": percentile(values, 50),
+                    "p95": percentile(values, 95),
+                    "max": float(values[-1]),
+                }
+        return out
 
     @cached_property
     def duplicates(self) -> int:
         """Messages accepted more than once."""
-        return sum(1 for r in self.records if r.copies > 1)
+        return int((self.cols.copies > 1).sum())
 
     @cached_property
     def delay_warnings(self) -> int:
         """Delay warnings sent to originators."""
-        return sum(r.delay_warnings for r in self.records)
+        return int(self.cols.warnings.sum(dtype=np.int64))
 
     @cached_property
     def bounces(self) -> dict[str, int]:
         """Bounced messages per status and reason (``5.1.1 permanent failure: 550 ...``), most frequent first."""
-        found = Counter(
-            f"{r.bounce_status} {r.bounce_reason}".strip() for r in self.records if r.final_state == "bounced"
-        )
+        cols, ledger = self.cols, self.ledger
+        bounced = cols.state == STATES.index("bounced")
+        status = as_numpy(ledger.bounce_status, np.int32)[bounced].astype(np.int64)
+        reason = as_numpy(ledger.bounce_reason, np.int32)[bounced].astype(np.int64)
+        texts = ledger.texts.items
+        pairs, counts = np.unique(status * len(texts) + reason, return_counts=True)
+        found: Counter[str] = Counter()
+        for pair, n in zip(pairs.tolist(), counts.tolist(), strict=True):
+            found[f"{texts[pair // len(texts)]} {texts[pair % len(texts)]}".strip()] += n
         return dict(sorted(found.items(), key=lambda kv: (-kv[1], kv[0])))
 
     @cached_property
     def turned_away(self) -> dict[str, int]:
         """Sessions each server turned away with 421 at a capacity limit."""
-        found = Counter(server for _, server in self.turned_away_at)
-        return {name: found.get(name, 0) for name in self.servers}
+        return {name: len(self.fold.turned_away(name)) for name in self.servers}
 
     # ------------------------------------------------------------ routing and time
     def domain_of(self, record: MessageRecord) -> str:
@@ -303,10 +298,13 @@ class Analysis:
 
     def destination(self, record: MessageRecord) -> str:
         """The server a message was meant for: its domain's most preferred MX host that is not a relay, when it was sent."""
-        primary = self.routes.primary(self.domain_of(record), record.submitted_at)
+        return self._destination(self.domain_of(record), record.submitted_at, record.accepted_by)
+
+    def _destination(self, domain: str, submitted_at: float, accepted_by: str) -> str:
+        primary = self.routes.primary(domain, submitted_at)
         if primary is not None:
             return primary
-        return record.accepted_by or (self.servers[0] if self.servers else "")
+        return accepted_by or (self.servers[0] if self.servers else "")
 
     def intervals(self, kind: str = "states") -> dict[str, list[Interval]]:
         """Each server's listening (``states``) or disk (``disks``) state over time."""
@@ -333,13 +331,17 @@ class Analysis:
     @cached_property
     def storms(self) -> list[metrics.Storm]:
         """The recovery storms: backlog, load and drain after each recovery."""
-        return metrics.recovery_storms(
-            self.records, self.attempts_on_wire, self.states, self.destination, self.relays, self.relay_left
-        )
+        relay_left = np.full(len(self.ledger), np.nan)
+        for message_id, t in self.relay_left.items():
+            i = self.ledger.index_of(message_id)
+            if i is not None:
+                relay_left[i] = t
+        return self.cols.storms(self.sessions, self.states, self.relays, relay_left)
 
     def turned_away_between(self, server: str, lo: float, hi: float) -> int:
         """Sessions *server* turned away at its capacity limit in ``[lo, hi)``."""
-        return sum(1 for t, name in self.turned_away_at if name == server and lo <= t < hi)
+        times = as_numpy(self.fold.turned_away(server), np.float64)
+        return int(np.searchsorted(times, hi, side="left") - np.searchsorted(times, lo, side="left"))
 
     @cached_property
     def recoveries(self) -> list[dict[str, Any]]:
@@ -453,7 +455,7 @@ class Analysis:
             FaultClearedEvent,
             DnsEvent,
         )
-        return [e for e in self.facts.events if isinstance(e, kinds)]
+        return [e for e in self.fold.timeline if isinstance(e, kinds)]
 
     @cached_property
     def fault_spans(self) -> list[tuple[FaultEvent, float]]:
@@ -477,31 +479,43 @@ class Analysis:
     @cached_property
     def window_groups(self) -> list[dict[str, dict[str, int]]]:
         """Final-state counts per sender group within each window, in the order of ``windows``."""
+        cols = self.cols
         out = []
         for w in self.windows:
-            inside = [r for r in self.records if w.start <= r.submitted_at < w.end]
-            out.append({g: _counts(mine) for g in self.groups if (mine := [r for r in inside if r.group == g])})
+            inside = cols.window(w.start, w.end)
+            present = set(np.unique(cols.group[inside]).tolist())
+            out.append({g: cols.counts(inside & (cols.group == k)) for k, g in enumerate(cols.groups) if k in present})
         return out
+
+    def rows_between(self, lo: float, hi: float) -> list[MessageRecord]:
+        """The ledger rows of the mail submitted in ``[lo, hi)``."""
+        return [self.ledger.record(int(i)) for i in np.flatnonzero(self.cols.window(lo, hi))]
 
     # ------------------------------------------------------------ queues
     def queue_depth(self, per_group: bool = True) -> dict[str, list[tuple[float, int]]]:
         """Messages waiting in senders' queues over time, per sender group (or ``"all"``), as step functions."""
-        if per_group:
-            return metrics.queue_depth(self.records)
-        return metrics.queue_depth(self.records, key=lambda r: "all")
+        return self.cols.queue_depth(per_group)
 
     def waiting_before(self, t: float) -> list[MessageRecord]:
         """Messages waiting in their senders' queues just before instant *t*."""
-        return [r for r in self.records if metrics.in_queue_before(r, t)]
+        return [self.ledger.record(int(i)) for i in np.flatnonzero(self.cols.in_queue_before(t))]
+
+    def oldest_waiting(self, t: float) -> float:
+        """Age in seconds of the oldest message waiting in a sender's queue just before *t* (0 for none)."""
+        waiting = self.cols.submitted[self.cols.in_queue_before(t)]
+        return float(t - waiting.min()) if len(waiting) else 0.0
 
     def qshape(self, t: float, buckets: Sequence[int]) -> dict[str, list[int]]:
         """Queue ages just before *t*, like Postfix's ``qshape`` (``metrics.qshape``)."""
-        return metrics.qshape(self.records, t, buckets)
+        return self.cols.qshape(t, buckets)
 
     @cached_property
     def last_activity(self) -> float:
         """The last submission, acceptance, bounce, relay hand-off or timeline mark (0 for none)."""
-        times = [r.submitted_at for r in self.records]
-        times += [t for r in self.records for t in (r.accepted_at, r.bounced_at) if t is not None]
-        times += list(self.relay_left.values()) + [float(m["t"]) for m in self.marks]
+        cols = self.cols
+        times = [float(m["t"]) for m in self.marks] + list(self.relay_left.values())
+        for column in (cols.submitted, cols.accepted_at, cols.bounced_at):
+            known = column[~np.isnan(column)]
+            if len(known):
+                times.append(float(known.max()))
         return max(times, default=0.0)
