@@ -9,31 +9,79 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from .analysis import Analysis, RunFacts, SenderFacts, ServerFacts, Window
+from .analysis import Analysis, EventFold, RunFacts, SenderFacts, ServerFacts, Window
+from .dsn import Notification
 from .engine import Progress, Replay
-from .events import write_events
+from .events import EventSink, EventWriter, write_events
 from .loader import load_scenario
-from .results import RunResult, messages_csv, write_messages, write_notifications
+from .results import MESSAGE_COLUMNS, RunResult, _ledger_rows, messages_csv, write_messages, write_notifications
 from .scenario import Scenario
 from .schema.incident import scenario_windows
 from .thresholds import Outcome, evaluate, to_json
 
-__all__ = ["Run", "run_scenario", "run_scenario_async", "facts_of", "write_results", "OUTPUT_FILES"]
+__all__ = [
+    "Run",
+    "run_scenario",
+    "run_scenario_async",
+    "facts_of",
+    "write_results",
+    "prepare_results",
+    "OUTPUT_FILES",
+    "FORMATS",
+]
 
 OUTPUT_FILES = (
     "messages.csv",
+    "messages.parquet",
     "summary.json",
     "events.jsonl",
+    "events.parquet",
     "timeline.json",
     "notifications.mbox",
     "thresholds.json",
 )
-"""The files a run writes into its results folder (``thresholds.json`` only when the scenario declares thresholds)."""
+"""The files a run writes into its results folder (``thresholds.json`` only when the scenario declares thresholds;
+the ``.parquet`` files with ``formats="parquet"`` or ``"both"``)."""
+
+FORMATS = ("csv", "parquet", "both")
+"""``formats``: ``csv`` writes ``messages.csv`` and ``events.jsonl``, ``parquet`` their Parquet twins, ``both`` all four."""
+
+_REPORT_FILES = ("report.html", "timeline.png", "outcomes.png", "queue.png", "delays.png", "recovery.png")
+
+
+def _report_files() -> tuple[str, ...]:
+    try:
+        from .report import FIGURES
+    except ImportError:  # pragma: no cover - the report's own dependencies missing
+        return _REPORT_FILES
+    return ("report.html", *FIGURES)
+
+
+def prepare_results(out_dir: str | Path, scenario_name: str, seed: int) -> Path:
+    """Before a run: remove what an earlier run wrote into *out_dir* and mark the folder as holding a running run.
+
+    Only the files this tool writes are removed (``OUTPUT_FILES``, ``report.html`` and the report's
+    figures); ``summary.json`` then says ``{"scenario": ..., "seed": ..., "status": "running"}``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (*OUTPUT_FILES, *_report_files()):
+        (out / name).unlink(missing_ok=True)
+    _write_json(out / "summary.json", {"scenario": scenario_name, "seed": seed, "status": "running"})
+    return out
+
+
+def _write_json(path: Path, document: dict[str, Any], indent: int = 2) -> None:
+    """Write *document* atomically: a temporary file in the same folder, then ``os.replace``."""
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(json.dumps(document, indent=indent) + "\n", encoding="utf-8")
+    os.replace(temp, path)
 
 
 def facts_of(result: RunResult) -> RunFacts:
@@ -58,6 +106,7 @@ def facts_of(result: RunResult) -> RunFacts:
         transport=result.transport,
         wall_seconds=result.wall_seconds,
         notifications=result.notification_count,
+        fold=result.fold if isinstance(result, Run) else None,
     )
 
 
@@ -65,10 +114,13 @@ def facts_of(result: RunResult) -> RunFacts:
 class Run(RunResult):
     """A finished run: its records (``RunResult``) and, computed once on first use, their ``analysis``."""
 
+    fold: EventFold | None = field(default=None, compare=False)
+    """The events folded as they streamed to the results folder (``None``: the run kept them in memory)."""
+
     @classmethod
-    def of(cls, result: RunResult) -> Run:
+    def of(cls, result: RunResult, fold: EventFold | None = None) -> Run:
         """Wrap the engine's result."""
-        return cls(**{name: getattr(result, name) for name in RunResult.__dataclass_fields__})
+        return cls(**{name: getattr(result, name) for name in RunResult.__dataclass_fields__}, fold=fold)
 
     @cached_property
     def analysis(self) -> Analysis:
@@ -92,21 +144,42 @@ class Run(RunResult):
         """``messages.csv`` as text."""
         return messages_csv(self.ledger, self.clock, self.analysis.window_of)
 
-    def write(self, out_dir: str | Path) -> Path:
+    def write(self, out_dir: str | Path, formats: str = "csv") -> Path:
         """Write the results folder (see ``write_results``)."""
-        return write_results(self, out_dir)
+        return write_results(self, out_dir, formats)
 
 
-def write_results(run: Run, out_dir: str | Path) -> Path:
+def write_results(run: Run, out_dir: str | Path, formats: str = "csv") -> Path:
     """Write ``messages.csv``, ``summary.json``, ``events.jsonl``, ``notifications.mbox``, ``timeline.json``
-    (and ``thresholds.json``) into *out_dir*."""
+    (and ``thresholds.json``) into *out_dir*; ``summary.json`` last, atomically, with ``"status": "complete"``.
+
+    Events and notifications that the run streamed into the folder are not written again.
+    *formats* (``FORMATS``) chooses CSV/JSON lines, Parquet or both for the ledger and the events.
+    """
+    if formats not in FORMATS:
+        raise ValueError(f"formats is one of {', '.join(FORMATS)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     a = run.analysis
-    write_messages(out / "messages.csv", run.ledger, run.clock, a.window_of)
-    (out / "summary.json").write_text(json.dumps(a.summary(), indent=2) + "\n", encoding="utf-8")
-    write_events(out / "events.jsonl", run.events)
-    write_notifications(out / "notifications.mbox", run.notifications)
+    if formats in ("csv", "both"):
+        write_messages(out / "messages.csv", run.ledger, run.clock, a.window_of)
+    if formats in ("parquet", "both"):
+        from .records.parquet import write_messages_parquet
+
+        write_messages_parquet(
+            out / "messages.parquet", MESSAGE_COLUMNS, _ledger_rows(run.ledger, run.clock, a.window_of)
+        )
+    if run.event_list is not None:
+        if formats in ("csv", "both"):
+            write_events(out / "events.jsonl", run.event_list)
+        if formats in ("parquet", "both"):
+            from .records.parquet import ParquetEventWriter
+
+            writer = ParquetEventWriter(out / "events.parquet")
+            for event in run.event_list:
+                writer.emit(event)
+            writer.close()
+        write_notifications(out / "notifications.mbox", run.notifications)
     (out / "timeline.json").write_text(json.dumps(a.timeline_document(), indent=1) + "\n", encoding="utf-8")
     thresholds = out / "thresholds.json"
     if run.scenario.thresholds:
@@ -114,7 +187,26 @@ def write_results(run: Run, out_dir: str | Path) -> Path:
         thresholds.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     elif thresholds.exists():
         thresholds.unlink()  # an earlier run's verdicts are not this run's
+    _write_json(out / "summary.json", {**a.summary(), "status": "complete"})
     return out
+
+
+class _Mbox:
+    """Writes each DSN into ``notifications.mbox`` as it is made."""
+
+    def __init__(self, path: Path) -> None:
+        self._fh = path.open("wb", buffering=1 << 16)
+
+    def add(self, note: Notification) -> None:
+        """Append one notification."""
+        self._fh.write(f"From MAILER-DAEMON {note.date}\n".encode())
+        for line in note.as_bytes().replace(b"\r\n", b"\n").split(b"\n"):
+            self._fh.write((b">" + line if line.startswith(b"From ") else line) + b"\n")
+        self._fh.write(b"\n")
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        self._fh.close()
 
 
 async def run_scenario_async(
@@ -124,22 +216,52 @@ async def run_scenario_async(
     out: str | Path | None = None,
     transport: str = "wire",
     progress: Progress | None = None,
+    formats: str = "csv",
 ) -> Run:
     """Replay *scenario* (a ``Scenario`` or a path to a YAML file) inside a running event loop.
 
     *seed* overrides the scenario's seed; *out*, when given, receives the
-    results folder. *transport* is ``"wire"`` (real SMTP on loopback, the
-    default) or ``"memory"``. A ``Scenario`` built in code is validated
-    exactly as a file is (``ScenarioError`` for bad input).
+    results folder: events and notifications stream into it as they happen
+    (nothing of them is kept in memory), the ledger and the summary are
+    written at the end (*formats*: ``FORMATS``). *transport* is ``"wire"``
+    (real SMTP on loopback, the default) or ``"memory"``. A ``Scenario``
+    built in code is validated exactly as a file is (``ScenarioError`` for
+    bad input).
     """
+    if formats not in FORMATS:
+        raise ValueError(f"formats is one of {', '.join(FORMATS)}")
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario, seed=seed)
     else:
         _check(scenario)
-    result = await Replay(scenario, seed=seed, transport=transport, progress=progress).run()
-    run = Run.of(result)
-    if out is not None:
-        write_results(run, out)
+    if out is None:
+        result = await Replay(scenario, seed=seed, transport=transport, progress=progress).run()
+        return Run.of(result)
+    folder = prepare_results(out, scenario.name, scenario.seed if seed is None else seed)
+    fold = EventFold()
+    sink: EventSink = fold
+    closers = []
+    if formats in ("parquet", "both"):
+        from .records.parquet import ParquetEventWriter
+
+        parquet = ParquetEventWriter(folder / "events.parquet", then=sink)
+        sink = parquet
+        closers.append(parquet.close)
+    if formats in ("csv", "both"):
+        jsonl = EventWriter(folder / "events.jsonl", then=sink)
+        sink = jsonl
+        closers.append(jsonl.close)
+    mbox = _Mbox(folder / "notifications.mbox")
+    closers.append(mbox.close)
+    try:
+        replay = Replay(scenario, seed=seed, transport=transport, progress=progress, sink=sink, notes=mbox.add)
+        result = await replay.run()
+    finally:
+        for close in closers:
+            close()
+    result.events_path = folder / ("events.jsonl" if formats in ("csv", "both") else "events.parquet")
+    run = Run.of(result, fold)
+    write_results(run, folder, formats)
     return run
 
 
@@ -160,10 +282,13 @@ def run_scenario(
     out: str | Path | None = None,
     transport: str = "wire",
     progress: Progress | None = None,
+    formats: str = "csv",
 ) -> Run:
     """Replay *scenario* on a fresh event loop and return its ``Run``.
 
     Raises ``ScenarioError`` for bad input and ``RunError`` when the run fails
     (including a ledger that does not balance).
     """
-    return asyncio.run(run_scenario_async(scenario, seed=seed, out=out, transport=transport, progress=progress))
+    return asyncio.run(
+        run_scenario_async(scenario, seed=seed, out=out, transport=transport, progress=progress, formats=formats)
+    )

@@ -63,18 +63,18 @@ class Job:
     """
 
     __slots__ = (
-        "index",
-        "message_id",
-        "originator",
-        "recipient",
-        "mta",
-        "domain",
         "arrival",
-        "ledger",
         "attempts",
         "connections",
-        "warnings",
+        "domain",
+        "index",
         "last_error",
+        "ledger",
+        "message_id",
+        "mta",
+        "originator",
+        "recipient",
+        "warnings",
     )
 
     def __init__(self, ledger: Ledger, index: int, mta: Mta, domain: str, arrival: float) -> None:

@@ -20,8 +20,8 @@ import time
 from array import array
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from functools import partial
 from email.utils import format_datetime
+from functools import partial
 from typing import Any
 
 import simpy
@@ -46,6 +46,7 @@ from .transport import Attempt, MemoryTransport, Outcome, SmtpTransport, Transpo
 from .wire import LOOPBACK, WireServer
 
 __all__ = ["Replay", "Progress", "Pulse"]
+
 
 @dataclass(frozen=True, slots=True)
 class Pulse:

@@ -18,7 +18,7 @@ from .errors import Problem, ScenarioError
 
 __all__ = ["IGNORED", "comparable", "differences", "load_golden", "write_golden", "golden_path"]
 
-IGNORED = ("wall_seconds", "transport")
+IGNORED = ("wall_seconds", "transport", "status")
 """Summary fields that change from run to run (or between transports) without the results changing."""
 
 

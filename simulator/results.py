@@ -100,6 +100,10 @@ class RunResult:
             return self.event_list
         if self.events_path is None:
             return []
+        if self.events_path.suffix == ".parquet":
+            from .records.parquet import iter_parquet_events
+
+            return list(iter_parquet_events(self.events_path))
         return list(read_events(self.events_path))
 
     @property
@@ -188,9 +192,7 @@ def _any_rows(
     return _rows(records, clock, window_of)
 
 
-def messages_csv(
-    records: Ledger | Iterable[MessageRecord], clock: SimClock, window_of: Callable[[float], str]
-) -> str:
+def messages_csv(records: Ledger | Iterable[MessageRecord], clock: SimClock, window_of: Callable[[float], str]) -> str:
     """The ledger as CSV text (deterministic: same scenario and seed, same bytes)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -303,7 +305,9 @@ def iter_parquet_messages(path: Path, start: datetime) -> Iterator[MessageRecord
 def _record_of(row: dict[str, Any], start: datetime, path: Path, line: int) -> MessageRecord:
     state = row["final_state"]
     if state not in STATES:
-        raise ScenarioError([Problem(str(path), line or None, "", f"unknown final_state {state!r} for {row['message_id']}")])
+        raise ScenarioError(
+            [Problem(str(path), line or None, "", f"unknown final_state {state!r} for {row['message_id']}")]
+        )
     final_at = _seconds(start, row["final_at"] or "")
     return MessageRecord(
         message_id=row["message_id"],

@@ -64,7 +64,9 @@ class MailStores:
     with frequent backups would otherwise hold a copy of the disk per backup).
     """
 
-    def __init__(self, servers: list[str], relays: set[str] | None = None, keep: frozenset[float] | None = None) -> None:
+    def __init__(
+        self, servers: list[str], relays: set[str] | None = None, keep: frozenset[float] | None = None
+    ) -> None:
         self.relays = set(relays or ())
         self._keep = keep
         self._disks: list[Disk] = []

@@ -19,7 +19,6 @@ it gives up) arrives as a fact.
 from __future__ import annotations
 
 from collections import Counter
-from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,11 +29,9 @@ import numpy as np
 
 from .. import metrics
 from ..clock import SimClock
-from .fold import EventFold, mark_of
 from ..events import (
     BackupEvent,
     BackupScheduleEvent,
-    BounceEvent,
     CrashEvent,
     DiskLostEvent,
     DiskRecoveredEvent,
@@ -42,16 +39,15 @@ from ..events import (
     Event,
     FaultClearedEvent,
     FaultEvent,
-    RelayedEvent,
-    ReplyEvent,
     RestoreEvent,
     ServerEvent,
 )
 from ..ledger import LedgerBuilder, LedgerRows, MessageRecord
-from .columns import Columns, as_numpy, percentile
 from ..schema.incident import Interval, disk_intervals, recoveries, server_intervals, short_time
 from ..schema.mx import MxHistory, MxHost
 from ..schema.states import STATES
+from .columns import Columns, as_numpy, percentile
+from .fold import EventFold, mark_of
 
 __all__ = ["ServerFacts", "SenderFacts", "RunFacts", "EventFold", "Window", "Analysis", "mark_of"]
 
@@ -225,7 +221,9 @@ class Analysis:
     @cached_property
     def windows(self) -> list[Window]:
         """The windows of submission time with the states of their mail."""
-        return [Window(label, lo, hi, self.cols.counts(self.cols.window(lo, hi))) for label, lo, hi in self.facts.windows]
+        return [
+            Window(label, lo, hi, self.cols.counts(self.cols.window(lo, hi))) for label, lo, hi in self.facts.windows
+        ]
 
     def window_of(self, t: float) -> str:
         """The label of the first window containing submission time *t*."""

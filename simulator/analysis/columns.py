@@ -173,7 +173,7 @@ class Columns:
         rows: dict[str, list[int]] = {}
         for code in np.unique(group):
             mine = col[group == code]
-            row = [int(len(mine)), *np.bincount(mine, minlength=width)[1:width].tolist()]
+            row = [len(mine), *np.bincount(mine, minlength=width)[1:width].tolist()]
             rows[self.groups[int(code)]] = row
             total = [a + b for a, b in zip(total, row, strict=True)]
         ordered = sorted(rows.items(), key=lambda kv: (-kv[1][0], kv[0]))
@@ -222,7 +222,7 @@ class Columns:
                     server=server,
                     at=at,
                     until=until,
-                    backlog=int(len(leaves)),
+                    backlog=len(leaves),
                     backlog_senders=int(queued.sum()),
                     backlog_relays=int(held.sum()),
                     peak_per_minute=int(peak),

@@ -54,7 +54,6 @@ def mark_of(event: Event) -> dict[str, Any] | None:
     return None
 
 
-
 class EventFold:
     """What the analysis needs from the events, folded one event at a time (an ``EventSink``).
 

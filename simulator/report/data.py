@@ -11,6 +11,7 @@ at the start, preference by order) and the windows from ``summary.json``.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -19,16 +20,19 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .. import metrics
-from ..analysis import Analysis, RunFacts, SenderFacts, ServerFacts, mark_of
+from ..analysis import Analysis, EventFold, RunFacts, SenderFacts, ServerFacts
 from ..clock import SimClock
 from ..errors import Problem, ScenarioError
-from ..events import AttemptEvent, Event, read_events
-from ..ledger import MessageRecord
-from ..results import read_messages
+from ..events import read_events
+from ..ledger import LedgerRows, MessageRecord
+from ..results import read_ledger
 
 __all__ = ["ReportData", "load_results", "REQUIRED"]
 
 REQUIRED = ("summary.json", "messages.csv", "events.jsonl")
+"""What a results folder holds (``messages.parquet`` and ``events.parquet`` stand in for the CSV and JSON lines)."""
+
+_TWINS = {"messages.csv": "messages.parquet", "events.jsonl": "events.parquet"}
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,7 @@ class ReportData:
         return self.analysis.timeline_document()
 
     @property
-    def records(self) -> list[MessageRecord]:
+    def records(self) -> Sequence[MessageRecord]:
         """The ledger rows."""
         return self.analysis.records
 
@@ -137,16 +141,10 @@ def _seconds(start: datetime, text: str) -> float:
 
 
 def _facts_without_timeline(
-    summary: dict[str, Any], records: list[MessageRecord], events: list[Event], start: datetime
+    summary: dict[str, Any], records: LedgerRows, fold: EventFold, start: datetime
 ) -> tuple[tuple[ServerFacts, ...], tuple[SenderFacts, ...], tuple[tuple[str, float, float], ...]]:
     """Servers, senders and windows of a folder that has no ``timeline.json``."""
-    named: list[str] = []
-    for e in events:
-        mark = mark_of(e)
-        if mark is not None:
-            named.append(mark["server"])
-        elif isinstance(e, AttemptEvent):
-            named.append(e.server)
+    named: list[str] = list(fold.servers_seen)
     named += [r.accepted_by for r in records if r.accepted_by]
     names = list(dict.fromkeys(named)) or ["server"]
     domains = tuple(sorted({r.recipient.rpartition("@")[2].lower() for r in records}))
@@ -166,7 +164,9 @@ def load_results(folder: str | Path) -> ReportData:
     Raises ``ScenarioError`` (bad input) when a required file is missing or unreadable.
     """
     folder = Path(folder)
-    missing = [name for name in REQUIRED if not (folder / name).is_file()]
+    missing = [
+        name for name in REQUIRED if not (folder / name).is_file() and not (folder / _TWINS.get(name, name)).is_file()
+    ]
     if missing:
         raise ScenarioError(
             [
@@ -188,8 +188,20 @@ def load_results(folder: str | Path) -> ReportData:
     start = datetime.fromisoformat(summary["clock"]["start"])
     zone = timeline["clock"].get("timezone") if timeline else None
     clock = SimClock(_ClockSpec(start, datetime.fromisoformat(summary["clock"]["end"]), zone))
-    records = read_messages(folder / "messages.csv", start)
-    events: list[Event] = list(read_events(folder / "events.jsonl"))
+    ledger_file = folder / "messages.csv"
+    if not ledger_file.is_file():
+        ledger_file = folder / "messages.parquet"
+    records = LedgerRows(read_ledger(ledger_file, start))
+    fold = EventFold()
+    events_file = folder / "events.jsonl"
+    if events_file.is_file():
+        for event in read_events(events_file):
+            fold.emit(event)
+    else:
+        from ..records.parquet import iter_parquet_events
+
+        for event in iter_parquet_events(folder / "events.parquet"):
+            fold.emit(event)
     if timeline is not None:
         servers = tuple(
             ServerFacts(
@@ -209,7 +221,7 @@ def load_results(folder: str | Path) -> ReportData:
         declared = bool(timeline.get("windows_declared"))
         description = timeline.get("description") or ""
     else:
-        servers, senders, windows = _facts_without_timeline(summary, records, events, start)
+        servers, senders, windows = _facts_without_timeline(summary, records, fold, start)
         declared, description = True, ""
     facts = RunFacts(
         scenario=str(summary.get("scenario", folder.name)),
@@ -219,7 +231,8 @@ def load_results(folder: str | Path) -> ReportData:
         senders=senders,
         windows=windows,
         records=records,
-        events=events,
+        events=(),
+        fold=fold,
         description=description,
         timezone=zone,
         windows_declared=declared,

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 from matplotlib import dates as mdates
 from matplotlib.artist import Artist
 from matplotlib.axes import Axes
@@ -328,11 +329,14 @@ def outcomes_png(data: ReportData, path: Path) -> Path:
     """Messages by submission time (stacked bars), coloured by what finally became of them."""
     fig = _figure(12, 3.6)
     ax = fig.add_subplot()
-    last = max((r.submitted_at for r in data.records), default=data.end)
+    cols = data.analysis.cols
+    last = float(cols.submitted.max()) if cols.n else data.end
     width = _bin_width(max(last, 1.0))
     bins: dict[str, Counter[int]] = {s: Counter() for s in STATES}
-    for r in data.records:
-        bins[r.final_state][int(r.submitted_at // width)] += 1
+    slot_of = (cols.submitted // width).astype("int64")
+    for k, state in enumerate(STATES):
+        slots, counts = np.unique(slot_of[cols.state == k], return_counts=True)
+        bins[state].update(dict(zip(slots.tolist(), counts.tolist(), strict=True)))
     slots = range(int(last // width) + 1)
     xs = [_x(data, i * width) for i in slots]
     bottom = [0] * len(xs)
@@ -422,15 +426,13 @@ def delays_png(data: ReportData, path: Path) -> Path:
     top = floor * 10
     lowest = 1.0
     for g in data.groups:
-        mine = [r for r in data.records if r.group == g]
-        if not mine:
-            continue
-        delays = sorted(max(floor, d) for d in map(metrics.delivery_delay, mine) if d is not None)
+        mine = sum(data.analysis.by_group.get(g, {}).values())
+        delays = np.maximum(data.analysis.delay_values(g), floor).tolist()
         if not delays:
             continue
         top = max(top, delays[-1])
         xs = [floor, *delays]
-        ys = [sum(1 for d in delays if d <= floor) / len(mine)] + [(i + 1) / len(mine) for i in range(len(delays))]
+        ys = [sum(1 for d in delays if d <= floor) / mine] + [(i + 1) / mine for i in range(len(delays))]
         lowest = min(lowest, ys[0])
         ax.step(
             xs,
@@ -438,7 +440,7 @@ def delays_png(data: ReportData, path: Path) -> Path:
             where="post",
             color=colors[g],
             lw=1.6,
-            label=f"{_group_label(data, g)}: {len(delays)}/{len(mine)} accepted",
+            label=f"{_group_label(data, g)}: {len(delays)}/{mine} accepted",
         )
     ax.set_xscale("log")
     ax.set_xlim(floor, top * 1.5)

@@ -231,7 +231,7 @@ def window_rows(data: ReportData) -> list[WindowRow]:
     a = data.analysis
     rows = []
     for n, (w, by_group) in enumerate(zip(a.windows, a.window_groups, strict=True), 1):
-        inside = [r for r in a.records if w.start <= r.submitted_at < w.end]
+        inside = a.rows_between(w.start, w.end)
         rows.append(
             WindowRow(n, w.label, w.start, w.end, dict(w.counts), by_group, sentence(data, w.start, w.end, inside))
         )
@@ -288,13 +288,10 @@ def qshape_tables(data: ReportData, limit: int = 4) -> list[QShape]:
             t, most = max(depth, key=lambda p: p[1])
             if most > 0:
                 instants.append((f"at the deepest queue, {data.short(t)}", t + 1e-3))
-    if any(r.final_state == "queued" for r in data.records):
+    if data.analysis.counts["queued"]:
         instants.append(("at the end of the run", data.end))
     instants = instants[:limit]
-    oldest = max(
-        (t - r.submitted_at for _, t in instants for r in data.analysis.waiting_before(t)),
-        default=0.0,
-    )
+    oldest = max((data.analysis.oldest_waiting(t) for _, t in instants), default=0.0)
     buckets = metrics.qshape_buckets(oldest)
     return [QShape(title, t, buckets, data.analysis.qshape(t, buckets)) for title, t in instants]
 

@@ -1,0 +1,1 @@
+"""Columnar files of a run: ``events.parquet`` and ``messages.parquet`` (``simulator.records.parquet``)."""

@@ -1,0 +1,135 @@
+"""Parquet files of a run: ``messages.parquet`` and ``events.parquet``, written in batches with pyarrow.
+
+``messages.parquet`` holds exactly the columns and values of
+``messages.csv`` (times as the same ISO 8601 text, counts as integers), so
+one reader serves both. ``events.parquet`` is one table for all event types:
+a column per field of any event (``t``, ``time``, ``type`` first), empty
+where a type has no such field; the ``fault`` object and the ``mx`` list are
+JSON text. ``ParquetEventWriter`` is an ``EventSink`` that writes a row
+group every ``BATCH`` events, so a run of any size streams its events to
+disk; ``iter_parquet_events`` reads them back as the same typed events
+``events.jsonl`` gives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .. import events as ev
+from ..events import Event, EventSink
+
+__all__ = ["ParquetEventWriter", "iter_parquet_events", "write_messages_parquet", "iter_parquet_rows", "BATCH"]
+
+BATCH = 65536
+"""Rows per row group."""
+
+_TYPES: dict[str, type[Any]] = {}
+_FIELDS: dict[str, pa.DataType] = {}
+_JSON = ("fault", "mx")
+for _cls in typing.get_args(typing.get_args(ev.Event)[0]):
+    _hints = typing.get_type_hints(_cls)
+    _TYPES[_cls.__dataclass_fields__["type"].default] = _cls
+    for _f in dataclasses.fields(_cls):
+        hint = _hints[_f.name]
+        if _f.name in _JSON:
+            kind = pa.string()
+        elif hint is bool:
+            kind = pa.bool_()
+        elif hint is float:
+            kind = pa.float64()
+        elif hint in (int, int | None):
+            kind = pa.int64()
+        else:
+            kind = pa.string()
+        _FIELDS.setdefault(_f.name, kind)
+_ORDER = ["t", "time", "type", *(name for name in _FIELDS if name not in ("t", "time", "type"))]
+EVENT_SCHEMA = pa.schema([(name, _FIELDS[name]) for name in _ORDER])
+"""One column per field of any event type."""
+_TYPE_FIELDS = {name: tuple(f.name for f in dataclasses.fields(cls)) for name, cls in _TYPES.items()}
+
+
+class ParquetEventWriter:
+    """An ``EventSink`` that writes ``events.parquet`` in row groups of ``BATCH`` events, passing each on to *then*."""
+
+    def __init__(self, path: Path, then: EventSink | None = None) -> None:
+        self.path = path
+        self._writer = pq.ParquetWriter(path, EVENT_SCHEMA, compression="zstd")
+        self._batch: list[Event] = []
+        self._then = then.emit if then is not None else None
+        self.count = 0
+
+    def emit(self, event: Event) -> None:
+        """Buffer *event*; write a row group when the buffer is full."""
+        self._batch.append(event)
+        self.count += 1
+        if len(self._batch) >= BATCH:
+            self._flush()
+        if self._then is not None:
+            self._then(event)
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, []
+        if not batch:
+            return
+        columns = []
+        for name in _ORDER:
+            values = [getattr(e, name, None) for e in batch]
+            if name in _JSON:
+                values = [None if v is None else json.dumps(v, separators=(",", ":")) for v in values]
+            columns.append(pa.array(values, type=_FIELDS[name]))
+        self._writer.write_table(pa.Table.from_arrays(columns, schema=EVENT_SCHEMA))
+
+    def close(self) -> None:
+        """Write what is buffered and close the file."""
+        self._flush()
+        self._writer.close()
+
+
+def iter_parquet_events(path: Path) -> Iterator[Event]:
+    """The typed events of an ``events.parquet``, in file order, one row group at a time."""
+    source = pq.ParquetFile(path)
+    for group in range(source.num_row_groups):
+        for row in source.read_row_group(group).to_pylist():
+            kind = row["type"]
+            cls = _TYPES[kind]
+            values = {name: row[name] for name in _TYPE_FIELDS[kind] if row.get(name) is not None}
+            for name in _JSON:
+                if name in values:
+                    values[name] = json.loads(values[name])
+            yield cls(**values)
+
+
+def write_messages_parquet(path: Path, columns: tuple[str, ...], rows: Iterable[tuple[Any, ...]]) -> None:
+    """Write ``messages.parquet``: *rows* as ``messages.csv`` has them, in row groups of ``BATCH``."""
+    ints = {"attempts", "copies", "delay_warnings", "connections"}
+    schema = pa.schema([(name, pa.int64() if name in ints else pa.string()) for name in columns])
+    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+        chunk: list[tuple[Any, ...]] = []
+        flush: Callable[[], None]
+
+        def flush() -> None:
+            if chunk:
+                data = [pa.array([row[k] for row in chunk], type=schema.field(k).type) for k in range(len(columns))]
+                writer.write_table(pa.Table.from_arrays(data, schema=schema))
+                chunk.clear()
+
+        for row in rows:
+            chunk.append(row)
+            if len(chunk) >= BATCH:
+                flush()
+        flush()
+
+
+def iter_parquet_rows(path: Path) -> Iterator[dict[str, Any]]:
+    """The rows of a ``messages.parquet`` as dicts of column name to value, one row group at a time."""
+    source = pq.ParquetFile(path)
+    for group in range(source.num_row_groups):
+        yield from source.read_row_group(group).to_pylist()
