@@ -33,6 +33,7 @@ __all__ = [
     "write_results",
     "prepare_results",
     "OUTPUT_FILES",
+    "REPORT_FILES",
     "FORMATS",
 ]
 
@@ -52,15 +53,9 @@ the ``.parquet`` files with ``formats="parquet"`` or ``"both"``)."""
 FORMATS = ("csv", "parquet", "both")
 """``formats``: ``csv`` writes ``messages.csv`` and ``events.jsonl``, ``parquet`` their Parquet twins, ``both`` all four."""
 
-_REPORT_FILES = ("report.html", "timeline.png", "outcomes.png", "queue.png", "delays.png", "recovery.png")
-
-
-def _report_files() -> tuple[str, ...]:
-    try:
-        from .report import FIGURES
-    except ImportError:  # pragma: no cover - the report's own dependencies missing
-        return _REPORT_FILES
-    return ("report.html", *FIGURES)
+REPORT_FILES = ("report.html", "timeline.png", "outcomes.png", "queue.png", "delays.png", "recovery.png")
+"""What ``simulator.report`` writes into a results folder (``report.html`` and ``report.FIGURES``), named here
+so that preparing a folder does not import the report's plotting library."""
 
 
 def prepare_results(out_dir: str | Path, scenario_name: str, seed: int) -> Path:
@@ -71,7 +66,7 @@ def prepare_results(out_dir: str | Path, scenario_name: str, seed: int) -> Path:
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for name in (*OUTPUT_FILES, *_report_files()):
+    for name in (*OUTPUT_FILES, *REPORT_FILES):
         (out / name).unlink(missing_ok=True)
     _write_json(out / "summary.json", {"scenario": scenario_name, "seed": seed, "status": "running"})
     return out
@@ -133,8 +128,8 @@ class Run(RunResult):
         return self.analysis.windows
 
     def summary(self) -> dict[str, Any]:
-        """The content of ``summary.json``."""
-        return self.analysis.summary()
+        """The content of ``summary.json`` of this finished run (``"status": "complete"``)."""
+        return {**self.analysis.summary(), "status": "complete"}
 
     def thresholds(self) -> list[Outcome]:
         """The scenario's thresholds checked against this run."""
@@ -187,7 +182,7 @@ def write_results(run: Run, out_dir: str | Path, formats: str = "csv") -> Path:
         thresholds.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     elif thresholds.exists():
         thresholds.unlink()  # an earlier run's verdicts are not this run's
-    _write_json(out / "summary.json", {**a.summary(), "status": "complete"})
+    _write_json(out / "summary.json", run.summary())
     return out
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from array import array
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from .. import metrics
@@ -29,9 +31,10 @@ from ..events import (
     SubmitEvent,
     SuspendedEvent,
     WarningEvent,
+    read_event_rows,
 )
 
-__all__ = ["EventFold", "mark_of"]
+__all__ = ["EventFold", "mark_of", "TIMELINE_TYPES"]
 
 
 def mark_of(event: Event) -> dict[str, Any] | None:
@@ -108,6 +111,46 @@ class EventFold:
                     self.marks.append(mark)
                     self.servers_seen.setdefault(mark["server"])
 
+    def add_row(self, row: dict[str, Any]) -> None:
+        """Fold in one message event given as a plain dict (an ``events.jsonl`` line not made into an object)."""
+        kind = row["type"]
+        if kind == "attempt":
+            times = self._sessions.get(row["server"])
+            if times is None:
+                times = self._sessions[row["server"]] = array("d")
+                self.servers_seen.setdefault(row["server"])
+            times.append(row["t"])
+        elif kind == "reply":
+            if row.get("turned_away"):
+                self._turned_away.setdefault(row["server"], array("d")).append(row["t"])
+        elif kind == "relayed" or (kind == "bounce" and row.get("relay")):
+            self.relay_left.setdefault(row["message"], row["t"])
+
+    def read_jsonl(self, path: Path) -> None:
+        """Fold in an ``events.jsonl``, line by line."""
+        for item in read_event_rows(path, TIMELINE_TYPES):
+            if isinstance(item, dict):
+                self.add_row(item)
+            else:
+                self.emit(item)
+
+    def read_parquet(self, path: Path) -> None:
+        """Fold in an ``events.parquet``: message events column by column, the timeline's as typed events."""
+        from ..records.parquet import fold_parquet_events
+
+        fold_parquet_events(path, self, TIMELINE_TYPES)
+
+    def add_sessions(self, server: str, times: Iterable[float]) -> None:
+        """SMTP sessions of *server* at *times* (in time order)."""
+        if server not in self._sessions:
+            self._sessions[server] = array("d")
+            self.servers_seen.setdefault(server)
+        self._sessions[server].extend(times)
+
+    def add_turned_away(self, server: str, times: Iterable[float]) -> None:
+        """Sessions *server* turned away at *times* (in time order)."""
+        self._turned_away.setdefault(server, array("d")).extend(times)
+
     def sessions(self, server: str) -> array[float]:
         """When *server* saw each SMTP session, in the order they happened (time order)."""
         return self._sessions.get(server, array("d"))
@@ -129,3 +172,19 @@ class EventFold:
 _MESSAGE_EVENTS = frozenset(
     {SubmitEvent, RelayQueuedEvent, CachedEvent, SuspendedEvent, ExpiredEvent, NextMxEvent, AcceptedEvent, WarningEvent}
 )
+
+TIMELINE_TYPES = frozenset(
+    {
+        "server",
+        "crash",
+        "backup",
+        "backup_schedule",
+        "restore",
+        "disk_recovered",
+        "disk_lost",
+        "fault",
+        "fault_cleared",
+        "dns",
+    }
+)
+"""Event types the fold keeps as typed events (the timeline's own); message events are folded into arrays."""

@@ -15,11 +15,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ..analysis import Analysis
-from ..api import Run, run_scenario
+from ..api import FORMATS, Run, run_scenario
 from ..errors import OutageError, Problem, RunError, ScenarioError
 from ..golden import comparable, differences, load_golden, write_golden
 from ..junit import write_junit
@@ -200,6 +199,13 @@ def run(
     update_golden: Annotated[
         bool, typer.Option("--update-golden", help="write the run's summary as the --golden file instead of comparing")
     ] = False,
+    formats: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="ledger and events as csv (messages.csv, events.jsonl), parquet (messages.parquet, events.parquet) or both",
+        ),
+    ] = "csv",
 ) -> None:
     """Replay SCENARIO and write messages.csv, summary.json, events.jsonl, timeline.json and report.html.
 
@@ -211,46 +217,38 @@ def run(
             raise ScenarioError(
                 [Problem("--update-golden", None, "", "needs --golden FILE to say which file to write")]
             )
+        if formats not in FORMATS:
+            raise ScenarioError(
+                [Problem("--format", None, "", f"unknown format {formats!r}: use csv, parquet or both")]
+            )
         loaded = load_scenario(scenario, seed=seed)
         expected = load_golden(golden) if golden is not None and not update_golden else None
     except ScenarioError as exc:
         raise _fail(exc) from None
     target = out_dir or Path("results") / loaded.name
-    show_progress = err.is_terminal
+    transport = "memory" if memory else "wire"
     try:
-        if show_progress:
-            with Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                TextColumn("{task.fields[now]}"),
-                TimeElapsedColumn(),
-                console=err,
-                transient=True,
-            ) as bar:
-                task = bar.add_task(f"replaying {loaded.name}", total=1.0, now="")
-                clock_iso = None
+        if err.is_terminal:
+            from .progress import live_progress
 
-                def progress(now: float, end: float) -> None:
-                    nonlocal clock_iso
-                    from ..clock import SimClock
-
-                    clock_iso = clock_iso or SimClock(loaded.clock)
-                    bar.update(task, completed=now / end if end else 1.0, now=clock_iso.iso(now))
-
+            with live_progress(err, loaded) as progress:
                 result = run_scenario(
-                    loaded, seed=seed, out=target, transport="memory" if memory else "wire", progress=progress
+                    loaded, seed=seed, out=target, transport=transport, progress=progress, formats=formats
                 )
         else:
-            result = run_scenario(loaded, seed=seed, out=target, transport="memory" if memory else "wire")
+            result = run_scenario(loaded, seed=seed, out=target, transport=transport, formats=formats)
     except OutageError as exc:
         raise _fail(exc) from None
     if as_json:
         sys.stdout.write(json.dumps(result.summary(), indent=2) + "\n")
     else:
         render(result, out)
-    err.print(
-        f"results: {target}/messages.csv, summary.json, events.jsonl, timeline.json", highlight=False, soft_wrap=True
-    )
+    files = {
+        "csv": "messages.csv, summary.json, events.jsonl, timeline.json",
+        "parquet": "messages.parquet, summary.json, events.parquet, timeline.json",
+        "both": "messages.csv, messages.parquet, summary.json, events.jsonl, events.parquet, timeline.json",
+    }
+    err.print(f"results: {target}/{files[formats]}", highlight=False, soft_wrap=True)
     tables = err if as_json else out
     outcomes = result.thresholds()
     _print_lines(tables, format_outcomes(outcomes), heading="Thresholds" if outcomes else None)

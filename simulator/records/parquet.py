@@ -26,7 +26,14 @@ import pyarrow.parquet as pq
 from .. import events as ev
 from ..events import Event, EventSink
 
-__all__ = ["ParquetEventWriter", "iter_parquet_events", "write_messages_parquet", "iter_parquet_rows", "BATCH"]
+__all__ = [
+    "ParquetEventWriter",
+    "iter_parquet_events",
+    "fold_parquet_events",
+    "write_messages_parquet",
+    "iter_parquet_rows",
+    "BATCH",
+]
 
 BATCH = 65536
 """Rows per row group."""
@@ -97,14 +104,7 @@ def iter_parquet_events(path: Path) -> Iterator[Event]:
     """The typed events of an ``events.parquet``, in file order, one row group at a time."""
     source = pq.ParquetFile(path)
     for group in range(source.num_row_groups):
-        for row in source.read_row_group(group).to_pylist():
-            kind = row["type"]
-            cls = _TYPES[kind]
-            values = {name: row[name] for name in _TYPE_FIELDS[kind] if row.get(name) is not None}
-            for name in _JSON:
-                if name in values:
-                    values[name] = json.loads(values[name])
-            yield cls(**values)
+        yield from _events_of(source.read_row_group(group))
 
 
 def write_messages_parquet(path: Path, columns: tuple[str, ...], rows: Iterable[tuple[Any, ...]]) -> None:
@@ -133,3 +133,53 @@ def iter_parquet_rows(path: Path) -> Iterator[dict[str, Any]]:
     source = pq.ParquetFile(path)
     for group in range(source.num_row_groups):
         yield from source.read_row_group(group).to_pylist()
+
+
+class _Fold(typing.Protocol):
+    def emit(self, event: Event) -> None: ...
+    def add_sessions(self, server: str, times: Iterable[float]) -> None: ...
+    def add_turned_away(self, server: str, times: Iterable[float]) -> None: ...
+
+    relay_left: dict[str, float]
+
+
+def fold_parquet_events(path: Path, fold: _Fold, typed: frozenset[str]) -> None:
+    """Fold an ``events.parquet`` into *fold* column by column: sessions and turn-aways per server, relay
+    hand-offs, and the events of the types in *typed* as typed events, all in file order."""
+    import pyarrow.compute as pc
+
+    source = pq.ParquetFile(path)
+    for group in range(source.num_row_groups):
+        table = source.read_row_group(group, columns=["t", "type", "server", "turned_away", "message", "relay"])
+        kind = table.column("type")
+        attempts = table.filter(pc.equal(kind, "attempt"))
+        servers = attempts.column("server").to_pylist()
+        times = attempts.column("t").to_numpy()
+        for server in dict.fromkeys(servers):
+            fold.add_sessions(server, times[[s == server for s in servers]].tolist())
+        away = table.filter(pc.and_(pc.equal(kind, "reply"), pc.fill_null(table.column("turned_away"), False)))
+        away_servers = away.column("server").to_pylist()
+        away_times = away.column("t").to_numpy()
+        for server in dict.fromkeys(away_servers):
+            fold.add_turned_away(server, away_times[[s == server for s in away_servers]].tolist())
+        handed = pc.or_(
+            pc.equal(kind, "relayed"),
+            pc.and_(pc.equal(kind, "bounce"), pc.not_equal(pc.fill_null(table.column("relay"), ""), "")),
+        )
+        left = table.filter(handed)
+        for message, t in zip(left.column("message").to_pylist(), left.column("t").to_pylist(), strict=True):
+            fold.relay_left.setdefault(message, t)
+        if pc.any(pc.is_in(kind, pa.array(sorted(typed)))).as_py():
+            rows = source.read_row_group(group).filter(pc.is_in(kind, pa.array(sorted(typed))))
+            for event in _events_of(rows):
+                fold.emit(event)
+
+
+def _events_of(table: pa.Table) -> Iterator[Event]:
+    for row in table.to_pylist():
+        kind = row["type"]
+        values = {name: row[name] for name in _TYPE_FIELDS[kind] if row.get(name) is not None}
+        for name in _JSON:
+            if name in values:
+                values[name] = json.loads(values[name])
+        yield _TYPES[kind](**values)

@@ -23,7 +23,6 @@ from .. import metrics
 from ..analysis import Analysis, EventFold, RunFacts, SenderFacts, ServerFacts
 from ..clock import SimClock
 from ..errors import Problem, ScenarioError
-from ..events import read_events
 from ..ledger import LedgerRows, MessageRecord
 from ..results import read_ledger
 
@@ -195,13 +194,9 @@ def load_results(folder: str | Path) -> ReportData:
     fold = EventFold()
     events_file = folder / "events.jsonl"
     if events_file.is_file():
-        for event in read_events(events_file):
-            fold.emit(event)
+        fold.read_jsonl(events_file)
     else:
-        from ..records.parquet import iter_parquet_events
-
-        for event in iter_parquet_events(folder / "events.parquet"):
-            fold.emit(event)
+        fold.read_parquet(folder / "events.parquet")
     if timeline is not None:
         servers = tuple(
             ServerFacts(
