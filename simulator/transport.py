@@ -251,6 +251,9 @@ class MemoryTransport:
 
     def __init__(self, servers: dict[str, ReceivingServer]) -> None:
         self._servers = servers
+        self._refused = {
+            name: Outcome.failed(FailureKind.REFUSED, Stage.CONNECT, name, text=REFUSED_TEXT) for name in servers
+        }
 
     async def attempt(self, attempt: Attempt) -> Outcome:
         """Walk the dialogue as a client on the wire would, translating each ``Step``."""
@@ -261,7 +264,7 @@ class MemoryTransport:
         server = self._servers[attempt.server]
         name = server.name
         if not server.listening:
-            return Outcome.failed(FailureKind.REFUSED, Stage.CONNECT, name, text=REFUSED_TEXT)
+            return self._refused[name]  # outcomes are immutable: one per server will do
         session = server.session(attempt.plan)
         if (failed := _as_seen(Stage.GREETING, session.greeting(), name)) is not None:
             return failed
