@@ -174,6 +174,8 @@ def _timeout_for(stage: Stage, t: Timeouts) -> float:
 
 def with_client_timeouts(plan: SessionPlan, timeouts: Timeouts) -> SessionPlan:
     """A server slower than the client's timeout at a stage stalls there: the client gives up."""
+    if not plan.latency:
+        return plan
     for stage in STAGE_ORDER:
         if plan.latency.get(stage, 0.0) > _timeout_for(stage, timeouts):
             plan.stall = stage
@@ -183,6 +185,8 @@ def with_client_timeouts(plan: SessionPlan, timeouts: Timeouts) -> SessionPlan:
 
 def charge(failure: Failure | None, plan: SessionPlan | None, timeouts: Timeouts) -> float:
     """Simulated seconds the attempt took: latency of the stages reached, plus a timeout if one fired."""
+    if (plan is None or not plan.latency) and (failure is None or failure.kind is not FailureKind.TIMEOUT):
+        return 0.0
     end = failure.stage if failure is not None else Stage.DOT
     spent = 0.0
     if plan is not None:
