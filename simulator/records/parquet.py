@@ -178,8 +178,8 @@ def fold_parquet_events(path: Path, fold: _Fold, typed: frozenset[str]) -> None:
 def _events_of(table: pa.Table) -> Iterator[Event]:
     for row in table.to_pylist():
         kind = row["type"]
-        values = {name: row[name] for name in _TYPE_FIELDS[kind] if row.get(name) is not None}
+        values = {name: row[name] for name in _TYPE_FIELDS[kind]}
         for name in _JSON:
-            if name in values:
+            if values.get(name) is not None:
                 values[name] = json.loads(values[name])
         yield _TYPES[kind](**values)
