@@ -178,7 +178,7 @@ def test_prepare_results_clears_only_the_tools_files(tmp_path):
 
 
 def test_report_files_are_the_reports_own():
-    assert REPORT_FILES == ("report.html", *FIGURES)
+    assert ("report.html", *FIGURES) == REPORT_FILES
 
 
 def test_progress_line_says_where_the_run_is(tmp_path):
