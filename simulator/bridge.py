@@ -100,14 +100,14 @@ class Bridge:
         step, peek = env.step, env.peek
         last_report = time.monotonic()
         steps = 0
-        now = self._now
+        run_now = self._now
         while True:
             if peek() > until:
                 break
             step()
             if self._pending and peek() > env.now:
-                if now is not None:
-                    self.flush_now(now)
+                if run_now is not None:
+                    self.flush_now(run_now)
                 else:
                     if before_flush is not None:
                         await before_flush()
