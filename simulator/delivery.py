@@ -72,8 +72,6 @@ class Job:
         "ledger",
         "message_id",
         "mta",
-        "originator",
-        "recipient",
         "warnings",
     )
 
@@ -81,8 +79,6 @@ class Job:
         self.ledger = ledger
         self.index = index
         self.message_id = ledger.message_id(index)
-        self.originator = ledger.originator(index)
-        self.recipient = ledger.recipient(index)
         self.mta = mta
         self.domain = domain
         self.arrival = arrival
@@ -90,6 +86,16 @@ class Job:
         self.connections = 0
         self.warnings = 0
         self.last_error = ""
+
+    @property
+    def originator(self) -> str:
+        """The envelope sender (made when asked: a million queued jobs need not hold it)."""
+        return self.ledger.originator(self.index)
+
+    @property
+    def recipient(self) -> str:
+        """The envelope recipient."""
+        return self.ledger.recipient(self.index)
 
     @property
     def relayed(self) -> bool:
@@ -160,6 +166,7 @@ class Couriers:
     keeper: Keeper
     probes: HostProbes
     unreachable: Callable[[str], bool]  #: whether a host is down as "unreachable" (for the wire's stand-in)
+    failed: Callable[[Job, Exception], Exception]  #: the error that aborts the run when a job's process fails
 
 
 def _timeout_for(stage: Stage, t: Timeouts) -> float:
@@ -210,113 +217,123 @@ def _as_seen(c: Couriers, failure: Failure | None, host: str) -> Failure:
 
 
 def deliver(c: Couriers, job: Job) -> Generator[simpy.Event, Any, None]:
-    """The SimPy process of one job, from arrival to acceptance or bounce."""
-    env, emit, stamp = c.env, c.emit, c.stamp
-    mta = job.mta
-    message_id = job.message_id
-    policy = mta.policy
-    if job.arrival > env.now:
-        yield env.timeout(job.arrival - env.now)
-    if job.relayed:
-        emit(RelayQueuedEvent(**stamp(), message=message_id, sender=mta.name))
-    else:
-        emit(SubmitEvent(**stamp(), message=message_id, sender=mta.name))
-    decision = mta.state.on_arrival(job.view(), env.now)
-    while True:
-        if decision.warn:
-            c.keeper.warn(job, decision)
-        if decision.bounce is not None:
-            c.keeper.bounce(job, decision)
-            return
-        assert decision.retry_at is not None
-        if decision.retry_at > env.now:
-            yield env.timeout(decision.retry_at - env.now)
-        hosts = c.route(job)
-        if not hosts:
-            job.attempts += 1
-            nowhere = Failure.suspended(mta.relay_for or "", "no more preferred MX host to relay to")
-            emit(
-                SuspendedEvent(
-                    **stamp(), message=message_id, sender=mta.name, server="", attempt=job.attempts, text=nowhere.text
-                )
-            )
-            job.last_error = nowhere.describe()
-            job.sync()
-            decision = mta.state.after_failure(job.view(), nowhere, env.now)
-            continue
-        for n, host in enumerate(hosts):
-            job.attempts += 1
-            failure = mta.state.before_connect(job.view(), host, env.now)
-            probe = c.probes.find(mta, host) if failure is None and policy.shares_host_failure else None
-            if probe is not None:
-                seen: Outcome = yield probe
-                if seen.failure is not None and seen.failure.is_host_error:
-                    failure = _as_seen(c, seen.failure, host)
-                    emit(
-                        CachedEvent(
-                            **stamp(),
-                            message=message_id,
-                            sender=mta.name,
-                            server=host,
-                            attempt=job.attempts,
-                            kind=failure.kind.value,
-                            text=failure.describe()[:120],
-                        )
-                    )
-            if failure is None:
-                job.connections += 1
-                job.sync()
-                emit(AttemptEvent(**stamp(), message=message_id, sender=mta.name, server=host, attempt=job.attempts))
-                event, plan = c.submit(job, host)
-                if policy.shares_host_failure:
-                    c.probes.remember(mta, host, event)
-                outcome: Outcome = yield event
-                if outcome.accepted:
-                    charged = charge(None, plan, policy.timeouts)
-                    if charged:
-                        yield env.timeout(charged)
-                    c.keeper.accepted(job, host, outcome)
-                    mta.state.after_success(job.view(), host, env.now)
-                    return
-                failure = _as_seen(c, outcome.failure, host)
-                emit(
-                    ReplyEvent(
-                        **stamp(),
-                        message=message_id,
-                        server=host,
-                        attempt=job.attempts,
-                        kind=failure.kind.value,
-                        stage=failure.stage.value,
-                        code=failure.code,
-                        text=failure.text[:120],
-                        turned_away=plan is not None and plan.turned_away,
-                    )
-                )
-                charged = charge(failure, plan, policy.timeouts)
-                if charged:
-                    yield env.timeout(charged)
-            elif probe is not None and failure.kind is not FailureKind.SUSPENDED:
-                pass  # shared the first connection's host failure (logged as "cached")
-            elif failure.expiry:
-                job.attempts -= 1  # a lifetime wake-up: returned without connecting
-                emit(ExpiredEvent(**stamp(), message=message_id, sender=mta.name, server=host, text=failure.text))
-            else:
+    """The SimPy process of one job, from arrival to acceptance or bounce (then the keeper has recorded it)."""
+    try:
+        env, emit, stamp = c.env, c.emit, c.stamp
+        mta = job.mta
+        message_id = job.message_id
+        policy = mta.policy
+        if job.arrival > env.now:
+            yield env.timeout(job.arrival - env.now)
+        if job.relayed:
+            emit(RelayQueuedEvent(**stamp(), message=message_id, sender=mta.name))
+        else:
+            emit(SubmitEvent(**stamp(), message=message_id, sender=mta.name))
+        decision = mta.state.on_arrival(job.view(), env.now)
+        while True:
+            if decision.warn:
+                c.keeper.warn(job, decision)
+            if decision.bounce is not None:
+                c.keeper.bounce(job, decision)
+                return
+            assert decision.retry_at is not None
+            if decision.retry_at > env.now:
+                yield env.timeout(decision.retry_at - env.now)
+            hosts = c.route(job)
+            if not hosts:
+                job.attempts += 1
+                nowhere = Failure.suspended(mta.relay_for or "", "no more preferred MX host to relay to")
                 emit(
                     SuspendedEvent(
                         **stamp(),
                         message=message_id,
                         sender=mta.name,
-                        server=host,
+                        server="",
                         attempt=job.attempts,
-                        text=failure.text,
+                        text=nowhere.text,
                     )
                 )
-            job.last_error = failure.describe()
-            job.sync()
-            decision = mta.state.after_failure(job.view(), failure, env.now)
-            last = n == len(hosts) - 1
-            if decision.bounce is not None or failure.expiry or last or not policy.next_mx_allowed(failure):
-                break
-            if decision.warn:
-                c.keeper.warn(job, decision)
-            emit(NextMxEvent(**stamp(), message=message_id, sender=mta.name, after=host, to=hosts[n + 1]))
+                job.last_error = nowhere.describe()
+                job.sync()
+                decision = mta.state.after_failure(job.view(), nowhere, env.now)
+                continue
+            for n, host in enumerate(hosts):
+                job.attempts += 1
+                failure = mta.state.before_connect(job.view(), host, env.now)
+                probe = c.probes.find(mta, host) if failure is None and policy.shares_host_failure else None
+                if probe is not None:
+                    seen: Outcome = yield probe
+                    if seen.failure is not None and seen.failure.is_host_error:
+                        failure = _as_seen(c, seen.failure, host)
+                        emit(
+                            CachedEvent(
+                                **stamp(),
+                                message=message_id,
+                                sender=mta.name,
+                                server=host,
+                                attempt=job.attempts,
+                                kind=failure.kind.value,
+                                text=failure.describe()[:120],
+                            )
+                        )
+                if failure is None:
+                    job.connections += 1
+                    job.sync()
+                    emit(
+                        AttemptEvent(**stamp(), message=message_id, sender=mta.name, server=host, attempt=job.attempts)
+                    )
+                    event, plan = c.submit(job, host)
+                    if policy.shares_host_failure:
+                        c.probes.remember(mta, host, event)
+                    outcome: Outcome = yield event
+                    if outcome.accepted:
+                        charged = charge(None, plan, policy.timeouts)
+                        if charged:
+                            yield env.timeout(charged)
+                        c.keeper.accepted(job, host, outcome)
+                        mta.state.after_success(job.view(), host, env.now)
+                        return
+                    failure = _as_seen(c, outcome.failure, host)
+                    emit(
+                        ReplyEvent(
+                            **stamp(),
+                            message=message_id,
+                            server=host,
+                            attempt=job.attempts,
+                            kind=failure.kind.value,
+                            stage=failure.stage.value,
+                            code=failure.code,
+                            text=failure.text[:120],
+                            turned_away=plan is not None and plan.turned_away,
+                        )
+                    )
+                    charged = charge(failure, plan, policy.timeouts)
+                    if charged:
+                        yield env.timeout(charged)
+                elif probe is not None and failure.kind is not FailureKind.SUSPENDED:
+                    pass  # shared the first connection's host failure (logged as "cached")
+                elif failure.expiry:
+                    job.attempts -= 1  # a lifetime wake-up: returned without connecting
+                    emit(ExpiredEvent(**stamp(), message=message_id, sender=mta.name, server=host, text=failure.text))
+                else:
+                    emit(
+                        SuspendedEvent(
+                            **stamp(),
+                            message=message_id,
+                            sender=mta.name,
+                            server=host,
+                            attempt=job.attempts,
+                            text=failure.text,
+                        )
+                    )
+                job.last_error = failure.describe()
+                job.sync()
+                decision = mta.state.after_failure(job.view(), failure, env.now)
+                last = n == len(hosts) - 1
+                if decision.bounce is not None or failure.expiry or last or not policy.next_mx_allowed(failure):
+                    break
+                if decision.warn:
+                    c.keeper.warn(job, decision)
+                emit(NextMxEvent(**stamp(), message=message_id, sender=mta.name, after=host, to=hosts[n + 1]))
+    except Exception as exc:  # an unexpected error inside the model aborts the run, with context
+        raise c.failed(job, exc) from exc

@@ -25,6 +25,7 @@ from email.utils import format_datetime
 from functools import partial
 from typing import Any
 
+import numpy as np
 import simpy
 
 from . import dsn
@@ -34,7 +35,7 @@ from .delivery import Couriers, HostProbes, Job, Mta, deliver, with_client_timeo
 from .errors import RunError
 from .events import AcceptedEvent, BounceEvent, Event, EventLog, EventSink, RelayedEvent, ReplyEvent, WarningEvent
 from .faults import SessionPlan
-from .ledger import Ledger, Sender
+from .ledger import Ledger, Sender, as_numpy
 from .policies import Decision, build_policy
 from .receiver import Mode, ReceivingServer, SessionContext
 from .results import RunResult
@@ -77,10 +78,12 @@ class _Keeper:
         self._ledger = replay.ledger
         self._notify_sink: Callable[[dsn.Notification], None] = replay.notes.append
         self.notifications = 0
+        self.done = 0  #: jobs that ended (accepted or bounced)
 
     def accepted(self, job: Job, server: str, outcome: Outcome) -> None:
         """A 250 to the final dot."""
         ledger, i = self._ledger, job.index
+        self.done += 1
         stamp = self._stamp()
         self._emit(
             ReplyEvent(
@@ -120,6 +123,7 @@ class _Keeper:
     def bounce(self, job: Job, decision: Decision) -> None:
         """The MTA gives up on the job and tells the originator."""
         ledger, i = self._ledger, job.index
+        self.done += 1
         if job.relayed:
             assert job.mta.relay_for is not None
             self._stores.forwarded(job.mta.relay_for, job.message_id)  # leaves the relay's queue
@@ -252,7 +256,7 @@ class Replay:
         self.mtas: list[Mta] = []
         self.ledger = self._plan_arrivals()
         self.arrived = 0  #: messages whose arrival the clock has reached
-        self.live = 0  #: jobs in a queue now
+        self.started = 0  #: jobs started (each message's, and each relay hand-off)
         self.keeper = _Keeper(self)
         self.probes = HostProbes(self.env)
         self._relay_inbox: list[tuple[str, str, float]] = []
@@ -314,6 +318,7 @@ class Replay:
             keeper=self.keeper,
             probes=self.probes,
             unreachable=self._unreachable,
+            failed=self._failed,
         )
 
     # ------------------------------------------------------------------ setup
@@ -359,11 +364,12 @@ class Replay:
                 mta_of.append(first + arrival.mta)
                 rcpt_of.append(locals_.setdefault(arrival.rcpt_local, len(locals_)))
             del found
-        order = sorted(range(len(times)), key=lambda k: (times[k], keys[k]))
+        # Submission order: by time, then group, MTA and position in the group's list (no object per message).
+        order = np.lexsort((as_numpy(keys, np.int64), as_numpy(times, np.float64)))
         ledger = Ledger(
-            array("d", (times[k] for k in order)),
-            array("i", (mta_of[k] for k in order)),
-            array("i", (rcpt_of[k] for k in order)),
+            _take(times, order, np.float64),
+            _take(mta_of, order, np.int32),
+            _take(rcpt_of, order, np.int32),
             senders,
             list(locals_),
             [s.name for s in self.scenario.servers],
@@ -405,20 +411,21 @@ class Replay:
                 i = ledger.index_of(message_id)
                 assert i is not None
                 job = Job(ledger, i, self.relay_mtas[relay], ledger.senders[ledger.mta[i]].domain, now)
-                self.env.process(self._guarded(couriers, job))
+                self._start(couriers, job)
 
-    def _guarded(self, couriers: Couriers, job: Job) -> Generator[simpy.Event, Any, None]:
-        self.live += 1
-        try:
-            yield from deliver(couriers, job)
-        except RunError:
-            raise
-        except Exception as exc:
-            raise RunError(
-                f"scenario {self.scenario.name}: message {job.message_id} ({job.mta.name}) at "
-                f"{self.clock.iso(self.env.now)}: {type(exc).__name__}: {exc}"
-            ) from exc
-        self.live -= 1
+    def _failed(self, job: Job, exc: Exception) -> Exception:
+        """The error a job's process ends the run with: a ``RunError`` with the scenario, message and time."""
+        if isinstance(exc, RunError):
+            return exc
+        return RunError(
+            f"scenario {self.scenario.name}: message {job.message_id} ({job.mta.name}) at "
+            f"{self.clock.iso(self.env.now)}: {type(exc).__name__}: {exc}"
+        )
+
+    def _start(self, couriers: Couriers, job: Job) -> None:
+        """Start the SimPy process of *job* (it ends when the keeper records an acceptance or a bounce)."""
+        self.env.process(deliver(couriers, job))
+        self.started += 1
 
     def _arrive(self, couriers: Couriers) -> None:
         """Start the process of every message arriving now (in submission order)."""
@@ -428,7 +435,7 @@ class Replay:
         while i < n and submitted[i] == now:
             mta = mtas[ledger.mta[i]]
             self.arrived = i + 1
-            self.env.process(self._guarded(couriers, Job(ledger, i, mta, ledger.senders[ledger.mta[i]].domain, now)))
+            self._start(couriers, Job(ledger, i, mta, ledger.senders[ledger.mta[i]].domain, now))
             i += 1
 
     def _schedule_arrivals(self, couriers: Couriers) -> Generator[simpy.Event, Any, None]:
@@ -452,7 +459,7 @@ class Replay:
 
     def pulse(self) -> Pulse:
         """How the run is going."""
-        return Pulse(self.env.now, self.clock.end, self.live, self.bridge.submitted, self.arrived)
+        return Pulse(self.env.now, self.clock.end, self.started - self.keeper.done, self.bridge.submitted, self.arrived)
 
     async def run(self) -> RunResult:
         """Replay the scenario and return its result."""
@@ -524,6 +531,13 @@ class _Notes:
 
     def __init__(self, append: Callable[[dsn.Notification], None]) -> None:
         self.append = append
+
+
+def _take(column: array[Any], order: Any, dtype: Any) -> array[Any]:
+    """*column* reordered by the index array *order*, as an ``array.array`` of the same type."""
+    out = array(column.typecode)
+    out.frombytes(as_numpy(column, dtype)[order].tobytes())
+    return out
 
 
 def _backups_named(scenario: Scenario, clock: SimClock) -> frozenset[float]:

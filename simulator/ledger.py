@@ -27,7 +27,18 @@ from .errors import ConservationError
 from .schema.states import STATES
 from .store import Holding
 
-__all__ = ["STATES", "MessageRecord", "finalize", "Ledger", "LedgerRows", "LedgerBuilder", "Sender", "Texts", "NOT_YET"]
+__all__ = [
+    "STATES",
+    "MessageRecord",
+    "finalize",
+    "Ledger",
+    "LedgerRows",
+    "LedgerBuilder",
+    "Sender",
+    "as_numpy",
+    "Texts",
+    "NOT_YET",
+]
 
 
 @dataclass(slots=True)
@@ -80,6 +91,15 @@ def finalize(records: list[MessageRecord], holdings: dict[str, Holding], submitt
             f"final states add up to {sum(counts.values())} for {submitted} messages submitted ({dict(counts)})"
         )
     return counts
+
+
+def as_numpy(column: array[Any], dtype: Any) -> Any:
+    """A numpy view of an ``array.array`` column (no copy)."""
+    import numpy as np
+
+    if not len(column):
+        return np.zeros(0, dtype=dtype)
+    return np.frombuffer(column, dtype=dtype)
 
 
 class Texts:

@@ -13,7 +13,6 @@ numbers do not depend on which form computed them.
 from __future__ import annotations
 
 import math
-from array import array
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import metrics
-from ..ledger import Ledger
+from ..ledger import Ledger, as_numpy
 from ..schema.incident import Interval, recoveries
 from ..schema.states import STATES
 
@@ -30,13 +29,6 @@ __all__ = ["Columns", "percentile", "as_numpy"]
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
 Mask = npt.NDArray[np.bool_]
-
-
-def as_numpy(column: array[Any], dtype: Any) -> Any:
-    """A numpy view of an ``array.array`` column (no copy)."""
-    if not len(column):
-        return np.zeros(0, dtype=dtype)
-    return np.frombuffer(column, dtype=dtype)
 
 
 def percentile(data: Floats, q: float) -> float:
