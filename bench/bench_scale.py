@@ -17,7 +17,10 @@ as ``smtp-outage run --memory`` does. The parent prints, per size: messages,
 attempts, wall time, attempts per second, peak RSS and RSS per message, and
 the ratio of the run's attempt rate to a bare SimPy loop with the same number
 of ``env.timeout()`` events, measured in the same process right after the
-run. Nothing here passes or fails on timing.
+run (by wall time, and by CPU time, which a busy machine disturbs less), and
+the time ``load_results`` takes to compute the analysis again from the
+files (summary, queue depth, qshape). Nothing here passes or fails on
+timing.
 """
 
 from __future__ import annotations
@@ -61,9 +64,7 @@ def scenario(size: int, name: str = "scale") -> dict[str, Any]:
             {"at": "2024-03-04 14:00", "server": "mx1", "event": "crash", "mode": "refuse"},
             {"at": "2024-03-05 11:00", "server": "mx1", "event": "restore", "backup": "latest"},
         ],
-        "senders": [
-            {"name": group, "count": mtas, "policy": policy, "traffic": traffic} for group, policy in GROUPS
-        ],
+        "senders": [{"name": group, "count": mtas, "policy": policy, "traffic": traffic} for group, policy in GROUPS],
     }
 
 
@@ -76,8 +77,8 @@ def write_scenario(size: int, folder: Path) -> Path:
     return path
 
 
-def bare_simpy(timeouts: int, processes: int = 1000) -> float:
-    """Seconds a bare SimPy loop takes for *timeouts* ``env.timeout()`` events over *processes* processes."""
+def bare_simpy(timeouts: int, processes: int = 1000) -> tuple[float, float]:
+    """Wall and CPU seconds a bare SimPy loop takes for *timeouts* ``env.timeout()`` events over *processes* processes."""
     import simpy
 
     env = simpy.Environment()
@@ -89,9 +90,9 @@ def bare_simpy(timeouts: int, processes: int = 1000) -> float:
 
     for k in range(processes):
         env.process(proc(env, each + (1 if k < extra else 0), k))
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     env.run()
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 def child(size: int, out: Path, transport: str, fmt: str, report: bool) -> dict[str, Any]:
@@ -99,11 +100,23 @@ def child(size: int, out: Path, transport: str, fmt: str, report: bool) -> dict[
     from simulator import run_scenario
 
     path = write_scenario(size, out)
-    started = time.perf_counter()
-    run = run_scenario(path, transport=transport, out=out / "results", **({"formats": fmt} if fmt != "csv" else {}))
-    ran = time.perf_counter() - started
+    started, cpu = time.perf_counter(), time.process_time()
+    run = run_scenario(path, transport=transport, out=out / "results", formats=fmt)
+    ran, ran_cpu = time.perf_counter() - started, time.process_time() - cpu
+    engine_seconds = run.wall_seconds
     summary = json.loads((out / "results" / "summary.json").read_text(encoding="utf-8"))
     del run
+    from simulator.report import load_results
+
+    started = time.perf_counter()
+    data = load_results(out / "results")
+    a = data.analysis
+    a.summary()
+    a.queue_depth()
+    for t, _ in a.recovery_times:
+        a.qshape(t, (5, 10, 20, 40, 80, 160, 320, 640, 1280))
+    analysis_seconds = time.perf_counter() - started
+    del data, a
     report_seconds = 0.0
     if report:
         from simulator.report import write_report
@@ -113,7 +126,7 @@ def child(size: int, out: Path, transport: str, fmt: str, report: bool) -> dict[
         report_seconds = time.perf_counter() - started
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     attempts = int(summary["attempts"])
-    bare = bare_simpy(attempts)
+    bare, bare_cpu = bare_simpy(attempts)
     return {
         "size": size,
         "messages": int(summary["messages"]),
@@ -121,20 +134,27 @@ def child(size: int, out: Path, transport: str, fmt: str, report: bool) -> dict[
         "connections": int(summary["connections"]),
         "counts": summary["counts"],
         "run_seconds": ran,
+        "run_cpu_seconds": ran_cpu,
+        "engine_seconds": engine_seconds,
+        "analysis_seconds": analysis_seconds,
         "report_seconds": report_seconds,
         "peak_rss_kb": peak_kb,
         "bare_seconds": bare,
+        "bare_cpu_seconds": bare_cpu,
     }
 
 
 def _row(r: dict[str, Any]) -> str:
     rate = r["attempts"] / r["run_seconds"]
+    cpu_rate = r["attempts"] / r["run_cpu_seconds"]
     bare_rate = r["attempts"] / r["bare_seconds"]
+    bare_cpu_rate = r["attempts"] / r["bare_cpu_seconds"]
     per_msg = r["peak_rss_kb"] * 1024 / max(1, r["messages"])
     return (
-        f"| {r['messages']:,} | {r['attempts']:,} | {r['run_seconds']:.1f} s | {r['report_seconds']:.1f} s "
-        f"| {rate:,.0f} | {1e6 / rate:.1f} us | {r['peak_rss_kb'] / 1024:,.0f} MB | {per_msg:,.0f} B "
-        f"| {bare_rate:,.0f} | 1/{bare_rate / rate:.1f} |"
+        f"| {r['messages']:,} | {r['attempts']:,} | {r['run_seconds']:.1f} s | {r['analysis_seconds']:.1f} s "
+        f"| {r['report_seconds']:.1f} s | {rate:,.0f} | {1e6 / cpu_rate:.1f} us "
+        f"| {r['peak_rss_kb'] / 1024:,.0f} MB | {per_msg:,.0f} B "
+        f"| 1/{bare_rate / rate:.1f} | 1/{bare_cpu_rate / cpu_rate:.1f} |"
     )
 
 
@@ -159,10 +179,10 @@ def main() -> None:
         sizes.append(1_000_000)
     print(f"transport {transport}, outputs {args.format}, report {'no' if args.no_report else 'yes'}")
     print(
-        "| messages | attempts | run | report | attempts/s | per attempt | peak RSS | RSS/message "
-        "| bare SimPy timeouts/s | ratio |"
+        "| messages | attempts | run (wall) | analysis from files | report | attempts/s | CPU per attempt "
+        "| peak RSS | RSS/message | to bare SimPy (wall) | to bare SimPy (CPU) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for size in sizes:
         with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
             cmd = [sys.executable, __file__, "--child", str(size), "--out", tmp, "--format", args.format]

@@ -94,14 +94,14 @@ def facts_of(result: RunResult) -> RunFacts:
         senders=senders,
         windows=tuple(scenario_windows(scenario, result.clock)),
         records=result.records,
-        events=result.events,
+        events=result.event_list if result.event_list is not None else (),
         description=scenario.description,
         timezone=scenario.clock.timezone,
         windows_declared=bool(scenario.windows),
         transport=result.transport,
         wall_seconds=result.wall_seconds,
         notifications=result.notification_count,
-        fold=result.fold if isinstance(result, Run) else None,
+        fold=result.fold if isinstance(result, Run) else None,  # a streamed run's events, already folded
     )
 
 
