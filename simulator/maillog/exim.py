@@ -48,9 +48,6 @@ _MESSAGE = re.compile(
     r"([0-9A-Za-z]{6}-[0-9A-Za-z]{6,11}-[0-9A-Za-z]{2,4}) (<=|\(=|=>|->|>>|\*>|==|\*\*|Completed)(.*)"
 )
 _HOST = re.compile(r"(?:([^\s(\[]+) )?(?:\(([^)]*)\) )?\[([0-9A-Fa-f:.]+)\]")
-_SIZE = re.compile(r" S=([0-9]+)")
-_PROTOCOL = re.compile(r" P=(\S+)")
-_MSGID = re.compile(r" id\*?=(\S+)")
 _FOR = re.compile(r" for (.+)$")
 _ADDRESS = re.compile(r"(\S+)(?: <([^>]*)>)?")
 _ROUTED = re.compile(r" (?:T=(\S+)|H=(\S+ \S*\[[^\]]*\]\S*))")
@@ -75,6 +72,16 @@ def _host(text: str, start: int = 0) -> tuple[Client, str | None, int] | None:
     return Client(name or "", ip), helo if helo is not None else name, end
 
 
+def _field(text: str, name: str) -> str:
+    """The value of the ``name=value`` field of *text* (*name* with its leading space), or ""."""
+    at = text.find(name)
+    if at < 0:
+        return ""
+    start = at + len(name)
+    end = text.find(" ", start)
+    return text[start:] if end < 0 else text[start:end]
+
+
 def _h_field(text: str) -> tuple[Client, str | None, int] | None:
     """The client of the `` H=`` field of *text*, if it has one."""
     at = text.find(" H=")
@@ -93,25 +100,43 @@ class EximParser:
         self.lines = 0
         self.mail_lines = 0
         self.hosts: dict[str, int] = {}  #: Exim's lines do not name the host
+        self._stamp = ""
+        self._at = datetime.min
 
     def parse(self, text: str, line: int) -> Record | None:
         """The record of one line (``None`` for lines that say nothing the records carry)."""
         self.lines += 1
         if text[:1] == "\x00":
             text = text.lstrip("\x00")
-        m = _HEADER.match(text)
-        if m is None:
-            text = text.rstrip("\r\n")
-            if not text.strip():
-                return None
-            return BadLine(None, self.source, line, text, "not an Exim log line (YYYY-MM-DD HH:MM:SS text)")
-        seconds, fraction, offset, rest = m.groups()
-        try:
-            at = self.stamps.exim(seconds, fraction, offset)
-        except ValueError as exc:
-            return BadLine(None, self.source, line, text.rstrip("\r\n"), str(exc))
+        # The common case read by position: "2024-03-01 10:00:01 " with neither fraction nor zone.
+        if text[19:20] == " " and text[4:5] == "-" and text[13:14] == ":":
+            seconds = text[:19]
+            if seconds == self._stamp:
+                at = self._at
+            else:
+                try:
+                    at = self.stamps.exim(seconds, None, None)
+                except ValueError as exc:
+                    return BadLine(None, self.source, line, text.rstrip("\r\n"), str(exc))
+                self._stamp, self._at = seconds, at
+            rest = text[20:]
+            if rest[:1] == "[":  # +pid
+                rest = rest[rest.find("] ") + 2 :]
+        else:
+            m = _HEADER.match(text)
+            if m is None:
+                text = text.rstrip("\r\n")
+                if not text.strip():
+                    return None
+                return BadLine(None, self.source, line, text, "not an Exim log line (YYYY-MM-DD HH:MM:SS text)")
+            seconds, fraction, offset, rest = m.groups()
+            try:
+                at = self.stamps.exim(seconds, fraction, offset)
+            except ValueError as exc:
+                return BadLine(None, self.source, line, text.rstrip("\r\n"), str(exc))
         self.mail_lines += 1
-        rest = rest.rstrip("\r\n")
+        if rest[-1:] == "\n":
+            rest = rest.rstrip("\r\n")
         if self.panic_log:
             return Panic(at, self.source, line, "exim", rest)
         msg = _MESSAGE.match(rest)
@@ -124,11 +149,11 @@ class EximParser:
         if flag == "<=":
             sender, _, fields = text.lstrip().partition(" ")
             host = _h_field(fields)
-            size = _SIZE.search(fields)
-            protocol = _PROTOCOL.search(fields)
-            msgid = _MSGID.search(fields)
-            recipients = _FOR.search(fields)
-            authenticated = " A=" in fields or (protocol is not None and protocol.group(1).endswith("a"))
+            size = _field(fields, " S=")
+            protocol = _field(fields, " P=")
+            msgid = _field(fields, " id=") or _field(fields, " id*=")
+            recipients = _FOR.search(fields) if " for " in fields else None
+            authenticated = " A=" in fields or protocol.endswith("a")
             client = host[0] if host is not None else None  # None: local, or a bounce Exim made
             return Accepted(
                 at,
@@ -138,9 +163,9 @@ class EximParser:
                 client,
                 host[1] if host else None,
                 "" if sender == "<>" else sender,
-                int(size.group(1)) if size else None,
+                int(size) if size.isdigit() else None,
                 len(recipients.group(1).split()) if recipients else None,
-                msgid.group(1) if msgid else None,
+                msgid or None,
                 authenticated,
             )
         if flag == "Completed":
