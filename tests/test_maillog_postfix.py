@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from simulator.maillog import (
@@ -191,7 +191,7 @@ Mar 31 01:59:59 mx1 postfix/master[1]: daemon started -- version 3.7.11
     assert found[0].at == datetime(2024, 3, 31, 1, 59, 59, tzinfo=berlin)
     assert found[1].at == datetime(2024, 3, 31, 3, 0, 1, tzinfo=berlin)  # summer time began at 02:00
     assert found[1].at.utcoffset() == timedelta(hours=2)
-    assert found[1].at.astimezone(timezone.utc).hour == 1
+    assert found[1].at.astimezone(UTC).hour == 1
 
 
 def test_ipv6_clients_long_queue_ids_and_other_syslog_names():
