@@ -34,6 +34,10 @@ PHASES = {
 }
 """Presets whose independent MTAs should not scan their queues in step: the setting that staggers them."""
 _NAME = re.compile(r"[^a-z0-9._-]+")
+_DISK = (
+    "If the disk was lost too, say `crash` instead of `down` (mail accepted since the last good `backup` then "
+    "exists only on the failed disk) and bring the server back with `restore` or `recover-disk` before `up`."
+)
 _DAY = 86400.0
 
 
@@ -230,14 +234,13 @@ def _timeline(outages: Outages, server: str, active: bool) -> list[str]:
     elif active:
         lines += _comment(
             "proposed from the log and applied (--backfill): the arrivals after each outage beyond the usual rate "
-            "(its backlog) were moved into it. "
-            "Use `crash` instead of `down` if the disk was lost (mail accepted since the last backup is then only on it)."
+            f"(its backlog) were moved into it. {_DISK}"
         )
     else:
         lines += _comment(
-            "proposed outage windows, from the log: uncomment what was an outage and remove the [] at the end "
-            "(`crash` instead of `down` if the disk was lost: mail accepted since the last backup then exists only "
-            "on it). Mail sent during an outage arrived after it, so also see `smtp-outage import --backfill`."
+            "proposed outage windows, from the log: uncomment what was an outage and remove the [] at the end. "
+            f"{_DISK} Mail sent during an outage arrived after it: `smtp-outage import --backfill` moves it back "
+            "into the outage and applies these entries."
         )
     for i, p in enumerate(outages.proposals, 1):
         lines.append("")
