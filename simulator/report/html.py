@@ -64,7 +64,8 @@ _SCRIPT_HEAD = """
   }
   window.addEventListener('error', function (e) {
     var t = e.target && e.target !== window && (e.target.src || e.target.href);
-    note(t ? 'failed to load ' + String(t).slice(0, 80) : 'script error: ' + e.message);
+    var u = String(t || ''); if (u.length > 120) { u = '...' + u.slice(-117); }
+    note(t ? 'failed to load ' + u : 'script error: ' + e.message);
   }, true);
   window.addEventListener('load', function () {
     (window.__reportErrors || []).forEach(note);
