@@ -239,13 +239,13 @@ def test_a_scenario_built_in_code_is_named_and_has_no_lines(tmp_path):
             "  - {name: mx, domains: [atnex.example]}",
             "  - mx",
             "t.yaml:4: servers.0: expected a mapping with the keys "
-            "name, domains, hostname, initially, preference, relay (name, domains required), got 'mx'",
+            "name, domains, hostname, initially, preference, relay, delivery (name, domains required), got 'mx'",
         ),
         (
             "domains: [atnex.example]}",
             "domain: [atnex.example]}",
             "t.yaml:4: servers.0.domain: unknown key 'domain' "
-            "(did you mean 'domains'?); the keys here are: name, domains, hostname, initially, preference, relay",
+            "(did you mean 'domains'?); the keys here are: name, domains, hostname, initially, preference, relay, delivery",
         ),
         (
             "domains: [atnex.example]}",
@@ -256,7 +256,7 @@ def test_a_scenario_built_in_code_is_named_and_has_no_lines(tmp_path):
             "name: t\n",
             "name: t\nsed: 4\n",
             "t.yaml:2: sed: unknown key 'sed' (did you mean 'seed'?); the keys here are: "
-            "name, description, seed, clock, servers, timeline, senders, windows, engine, thresholds",
+            "name, description, seed, clock, servers, timeline, senders, windows, engine, thresholds, sources",
         ),
         (
             "policy: {retry: 30m, lifetime: 1d}",
