@@ -26,17 +26,18 @@ from .errors import Problem, ScenarioError
 from .policies import PRESETS
 from .policies.exim import EximParams
 from .scenario import Scenario
+from .schema.library import resolve
 from .schema.validate import dotted, line_of, validate
 
 __all__ = ["load_scenario", "line_of"]
 
 
 def load_scenario(path: str | Path, *, seed: int | None = None) -> Scenario:
-    """Load and validate a scenario file; *seed* overrides the file's seed.
+    """Load and validate a scenario file (or ``incident:NAME`` from the library); *seed* overrides the file's seed.
 
     Raises ``ScenarioError`` listing every problem with file and line.
     """
-    path = Path(path)
+    path = resolve(path)
     shown = str(path)
     try:
         text = path.read_text(encoding="utf-8")

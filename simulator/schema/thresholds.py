@@ -396,7 +396,7 @@ def format_value(metric: Metric, value: float | None) -> str:
     if math.isinf(value):
         return "never" if metric.unit == "duration" else "inf"
     if metric.unit == "duration":
-        return format_duration(round(value))
+        return format_duration(round(value) if abs(value) >= 60 else round(value, 1))
     if metric.unit == "ratio":
         return f"{value:.4f} ({100 * value:.1f}%)"
     if value == int(value):
