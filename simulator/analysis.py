@@ -370,7 +370,9 @@ class Analysis:
     def delivery_queues(self) -> bool:
         """Whether any server's delivery into the mailboxes was not immediate (a capacity, or a delivery-queue fault)."""
         declared = any(s.delivery_per_minute is not None for s in self.facts.servers)
-        return declared or any(e.fault.get("kind") == "delivery-queue" for e in self.fault_events if isinstance(e, FaultEvent))
+        return declared or any(
+            e.fault.get("kind") == "delivery-queue" for e in self.fault_events if isinstance(e, FaultEvent)
+        )
 
     def delayed(self, records: Sequence[MessageRecord] | None = None) -> dict[float, int]:
         """How many messages were readable in a mailbox later than each of ``metrics.DELAY_MARKS`` (``metrics.delayed``)."""
@@ -380,7 +382,10 @@ class Analysis:
     def mailbox_delays(self) -> dict[str, dict[str, Any]]:
         """Per sender group (and ``all mail``): messages, how many were delayed beyond each mark, and how many wait still."""
         rows: dict[str, dict[str, Any]] = {}
-        for label, mine in [("all mail", self.records), *((g, [r for r in self.records if r.group == g]) for g in self.by_group)]:
+        for label, mine in [
+            ("all mail", self.records),
+            *((g, [r for r in self.records if r.group == g]) for g in self.by_group),
+        ]:
             rows[label] = {
                 "messages": len(mine),
                 "delayed": self.delayed(mine),

@@ -25,7 +25,14 @@ def incidents_command(
         raise _fail(exc) from None
     if as_json:
         rows = [
-            {"name": i.name, "date": i.date, "source": i.source, "url": i.url, "summary": i.summary, "file": str(i.path)}
+            {
+                "name": i.name,
+                "date": i.date,
+                "source": i.source,
+                "url": i.url,
+                "summary": i.summary,
+                "file": str(i.path),
+            }
             for i in found
         ]
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")

@@ -41,8 +41,8 @@ class Incident:
     path: Path
 
 
-def library_dir() -> Path:
-    """The folder holding the incident files; ``ScenarioError`` when this installation has none."""
+def library_dir(asked: str = "incidents") -> Path:
+    """The folder holding the incident files; ``ScenarioError`` (naming what was *asked*) when this installation has none."""
     for folder in _CANDIDATES:
         if folder.is_dir() and any(folder.glob("*.yaml")):
             return folder
@@ -50,7 +50,7 @@ def library_dir() -> Path:
     raise ScenarioError(
         [
             Problem(
-                PREFIX,
+                asked,
                 None,
                 "",
                 f"the incident library is not installed here (looked in {looked}); "
@@ -107,12 +107,16 @@ def incidents() -> list[Incident]:
 
 def incident_path(name: str) -> Path:
     """The file of the incident *name*; ``ScenarioError`` naming the incidents there are when it is not one."""
-    folder = library_dir()
+    folder = library_dir(f"{PREFIX}{name}")
     path = folder / f"{name}.yaml"
     if "/" in name or "\\" in name or not path.is_file():
         names = ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
         raise ScenarioError(
-            [Problem(f"{PREFIX}{name}", None, "", f"no such incident; the library has: {names} (smtp-outage incidents)")]
+            [
+                Problem(
+                    f"{PREFIX}{name}", None, "", f"no such incident; the library has: {names} (smtp-outage incidents)"
+                )
+            ]
         )
     return path
 
