@@ -57,6 +57,9 @@ def load_scenario(path: str | Path, *, seed: int | None = None) -> Scenario:
         raise ScenarioError(
             [Problem(shown, 1, "", "a scenario is a YAML mapping with name, clock, servers, timeline and senders")]
         )
+    twice = duplicate_keys(root, shown)
+    if twice:
+        raise ScenarioError(twice)
     if seed is not None:
         data["seed"] = seed
     try:
@@ -68,6 +71,42 @@ def load_scenario(path: str | Path, *, seed: int | None = None) -> Scenario:
     if problems:
         raise ScenarioError(problems)
     return scenario
+
+
+def duplicate_keys(root: yaml.Node | None, shown: str) -> list[Problem]:
+    """A key written twice in one mapping: YAML keeps the last silently, so the first would never count."""
+    found: list[Problem] = []
+    visited: set[int] = set()
+
+    def walk(node: yaml.Node, path: tuple[Any, ...]) -> None:
+        if id(node) in visited:  # an alias: its anchor was checked where it was written
+            return
+        visited.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+                    line = key.start_mark.line + 1
+                    if key.value in seen:
+                        found.append(
+                            Problem(
+                                shown,
+                                line,
+                                dotted((*path, key.value)),
+                                f"written twice (first on line {seen[key.value]}); YAML would keep only this one, "
+                                "so merge the two into one entry",
+                            )
+                        )
+                    else:
+                        seen[key.value] = line
+                walk(value, (*path, key.value))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, (*path, i))
+
+    if root is not None:
+        walk(root, ())
+    return found
 
 
 def schema_problems(exc: ValidationError, shown: str, root: yaml.Node | None) -> list[Problem]:

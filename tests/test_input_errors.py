@@ -314,3 +314,23 @@ def test_restore_backup_and_window_bounds_name_both_forms(tmp_path):
         "t.yaml:11: timeline.0.backup: expected latest or a timestamp such as 2011-10-26 10:38, got 'yesterday'",
         "t.yaml:13: windows.0.from: expected start or a timestamp such as 2011-10-26 10:38, got 'later'",
     ]
+
+
+def test_a_key_written_twice_is_an_error_not_a_silent_replacement(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text(
+        "name: t\n"
+        "clock: {start: 2024-03-04 00:00, end: 2024-03-05 00:00}\n"
+        "servers: [{name: mx, domains: [x.example]}]\n"
+        "senders: [{name: p, policy: postfix, traffic: &t {rate: 1/h}}, {name: q, policy: exim, traffic: *t}]\n"
+        "thresholds:\n"
+        '  delivery_delay: ["p(95)<2h"]\n'
+        '  stranded: ["count==0"]\n'
+        '  delivery_delay: ["max<1d"]\n'
+    )
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert [str(p) for p in info.value.problems] == [
+        f"{path}:8: thresholds.delivery_delay: written twice (first on line 6); "
+        "YAML would keep only this one, so merge the two into one entry"
+    ]
