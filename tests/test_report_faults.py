@@ -102,7 +102,7 @@ def test_bounce_reasons_and_duplicates_are_shown(tmp_path: Path) -> None:
                 "until": "2011-10-26 01:05",
                 "fault": {"kind": "accept-then-drop"},
             },
-            # 02:30: 550 at RCPT, a permanent failure: bounced at once with the reply's class, 5.5.0.
+            # 02:30: 550 at RCPT, a permanent failure: bounced at once with the reply's own status, 5.1.1.
             {
                 "at": "2011-10-26 02:00",
                 "server": "mx",
@@ -125,7 +125,7 @@ def test_bounce_reasons_and_duplicates_are_shown(tmp_path: Path) -> None:
         ["status", "reason", "messages", "of the bounces", "what it means"],
         ["4.4.7", "retry lifetime exceeded", "1", "50%", "the sender retried until its retry lifetime ran out"],
         [
-            "5.5.0",
+            "5.1.1",
             "permanent failure: 550 5.1.1 No such user",
             "1",
             "50%",
