@@ -116,3 +116,16 @@ def test_a_report_names_its_sources_and_shows_mail_readable_late(tmp_path):
     assert '<section id="mailbox"><h2>Readable in the mailbox</h2>' in html
     summary = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
     assert summary["delayed"]["2h"] > 0 and summary["counts"]["queued"] == 0
+
+
+def test_a_description_reads_as_paragraphs_folded_or_literal():
+    from simulator.report.sources import paragraphs
+
+    assert paragraphs("First one, wrapped here.\nSources: a report.\n") == [
+        "First one, wrapped here.",
+        "Sources: a report.",
+    ]
+    assert paragraphs("First one,\nwrapped here.\n\nSources:\na report.\n") == [
+        "First one, wrapped here.",
+        "Sources: a report.",
+    ]

@@ -16,13 +16,20 @@ from ..analysis import Analysis
 from ..durations import format_duration
 from .tables import pct
 
-__all__ = ["sources_section", "mailbox_section", "description_html"]
+__all__ = ["sources_section", "mailbox_section", "description_html", "paragraphs"]
+
+
+def paragraphs(text: str) -> list[str]:
+    """A description's paragraphs: split at blank lines when it has some (a literal block), else at line
+    breaks (a folded ``>`` block, where a blank line in the file becomes one line break)."""
+    text = text.strip()
+    parts = text.split("\n\n") if "\n\n" in text else text.split("\n")
+    return [" ".join(p.split()) for p in parts if p.strip()]
 
 
 def description_html(text: str) -> str:
-    """The scenario's description as paragraphs (a blank line starts a new one)."""
-    paragraphs = [" ".join(p.split()) for p in text.strip().split("\n\n") if p.strip()]
-    return "".join(f'<p class="lede">{escape(p)}</p>' for p in paragraphs)
+    """The scenario's description as paragraphs."""
+    return "".join(f'<p class="lede">{escape(p)}</p>' for p in paragraphs(text))
 
 
 def _link(url: str) -> str:

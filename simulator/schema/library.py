@@ -61,9 +61,11 @@ def library_dir(asked: str = "incidents") -> Path:
 
 
 def _first_line(text: str) -> str:
-    line = " ".join(text.strip().split("\n\n")[0].split())
-    head, dot, _ = line.partition(". ")
-    return head + "." if dot else line
+    """What happened, in one line: the description's first sentence, up to its first semicolon."""
+    text = text.strip()
+    line = " ".join((text.split("\n\n") if "\n\n" in text else text.split("\n"))[0].split())
+    line = line.partition(". ")[0].partition("; ")[0].rstrip(".")
+    return line + "." if line else ""
 
 
 def _date(data: dict[str, Any]) -> str:
