@@ -156,11 +156,6 @@ class DeliveryQueue:
             lane.waiting.clear()
             lane.free_at = now
 
-    @property
-    def backlog_lanes(self) -> int:
-        """Fault lanes open now."""
-        return len(self.lanes)
-
 
 class MailStores:
     """All disks and backups of a run, by server name, with each server's delivery into the mailboxes."""
