@@ -231,7 +231,10 @@ class Replay:
         self.notifications: list[dsn.Notification] = []
         self.notes = _Notes(notes if notes is not None else self.notifications.append)
         relays = {s.name for s in scenario.servers if s.relay is not None}
-        self.stores = MailStores([s.name for s in scenario.servers], relays, keep=_backups_named(scenario, self.clock))
+        delivery = {s.name: s.delivery.per_minute for s in scenario.servers if s.delivery is not None}
+        self.stores = MailStores(
+            [s.name for s in scenario.servers], relays, delivery, keep=_backups_named(scenario, self.clock)
+        )
         self.dns = Dns(scenario.servers)
         self.servers: dict[str, ReceivingServer] = {}
         self.wire: dict[str, WireServer] = {}
@@ -269,7 +272,7 @@ class Replay:
         now = self.env.now
         if now != self._stamp_at:
             self._stamp_at = now
-            self._stamp = {"t": round(now, 3), "time": self.clock.iso(now)}
+            self._stamp = {"t": float(round(now, 3)), "time": self.clock.iso(now)}
         return self._stamp
 
     def _on_commit(self, message_id: str, server: str, now: float) -> None:
@@ -499,7 +502,7 @@ class Replay:
         ledger = self.ledger
         if self.arrived != len(ledger):  # pragma: no cover - arrivals after the end are not made
             raise RunError(f"scenario {self.scenario.name}: {len(ledger) - self.arrived} message(s) never arrived")
-        counts = ledger.finalize(self.stores.holdings())
+        counts = ledger.finalize(self.stores.holdings(self.clock.end))
         policies: dict[str, tuple[str, float | None]] = {}
         for mta in self.mtas:
             policies.setdefault(mta.group, (mta.policy.label, mta.policy.gives_up_after))

@@ -6,7 +6,8 @@ Every submitted message ends in exactly one of five states:
 ``stranded``   the sender got a 250, but the only copy is on a failed disk
 ``lost``       accepted, and every copy is destroyed
 ``bounced``    the sender gave up (retry lifetime exceeded, or a 5xx)
-``queued``     still in a sender's queue when the run ends (a backup MX's queue included)
+``queued``     still in a sender's queue when the run ends (a backup MX's queue included, and a
+               receiving server's delivery queue: accepted, not yet readable in a mailbox)
 
 ``finalize`` assigns the states and checks conservation; a run whose states
 do not add up fails with ``ConservationError``. ``Ledger`` keeps the same
@@ -76,7 +77,8 @@ def finalize(records: list[MessageRecord], holdings: dict[str, Holding], submitt
         raise ConservationError(f"mail stores hold {len(strangers)} unknown message(s), e.g. {strangers[0]}")
     for r in records:
         held = holdings.get(r.message_id)
-        if r.accepted_at is not None and held is None:
+        if r.accepted_at is not None and held is None and r.bounced_at is None:
+            # (a backup MX that accepted a message and then gave up on it holds no copy: it bounced)
             raise ConservationError(f"{r.message_id} got a 250 from {r.accepted_by} but no store ever held it")
         if held is not None:
             r.final_state, r.final_at = held.state, (None if held.state == "queued" else held.since)
@@ -280,7 +282,9 @@ class Ledger:
             if holding is not None:
                 final_state[i] = number[holding.state]
                 final_at[i] = NOT_YET if holding.state == "queued" else holding.since
-            elif accepted_at[i] == accepted_at[i]:  # not nan: a 250 with no stored copy
+            elif accepted_at[i] == accepted_at[i] and bounced_at[i] != bounced_at[i]:
+                # a 250 with no stored copy (a backup MX that accepted a message and then gave up on it
+                # holds no copy: it bounced)
                 by = self.servers[self.accepted_by[i]] if self.accepted_by[i] >= 0 else "?"
                 raise ConservationError(f"{self.message_id(i)} got a 250 from {by} but no store ever held it")
             elif bounced_at[i] == bounced_at[i]:

@@ -25,6 +25,7 @@ from .schema.thresholds import (
     Threshold,
     find_window,
     format_value,
+    over_seconds,
     parse_all,
     parse_expression,
 )
@@ -84,6 +85,10 @@ def _ratio(state: str) -> Sampler:
     return sample
 
 
+def _delayed(a: Analysis, mask: Any, tags: dict[str, str]) -> int:
+    return int((a.cols.delayed(over_seconds(tags), a.end) & mask).sum())
+
+
 def _field_sum(name: str) -> Sampler:
     return lambda a, mask, tags: float(getattr(a.cols, name)[mask].sum(dtype=np.int64))
 
@@ -101,11 +106,14 @@ SAMPLERS: dict[str, Sampler] = {
     "turned_away": lambda a, mask, tags: float(
         sum(n for server, n in a.turned_away.items() if "server" not in tags or server == tags["server"])
     ),
+    "delayed": lambda a, mask, tags: float(_delayed(a, mask, tags)),
+    "delayed_ratio": lambda a, mask, tags: _delayed(a, mask, tags) / int(mask.sum()) if mask.any() else None,
     **{state: _count(state) for state in STATES},
     **{f"{state}_ratio": _ratio(state) for state in STATES},
     "delivery_delay": lambda a, mask, tags: _values(a.cols.delays(mask, ordered=False)),
     "availability_delay": lambda a, mask, tags: _values(a.cols.availability(mask)),
     "attempts_per_message": lambda a, mask, tags: _values(a.cols.attempts[mask].astype(np.float64)),
+    "bounce_delay": lambda a, mask, tags: _values(a.cols.bounce_delays(mask)),
     "recovery_peak_attempts": lambda a, mask, tags: [float(s.peak_per_minute) for s in _storms(a, tags)],
     "recovery_drain_time": lambda a, mask, tags: [
         math.inf if s.drained is None else s.drained for s in _storms(a, tags)
@@ -131,8 +139,9 @@ def _selection(a: Analysis, tags: dict[str, str]) -> Any:
     if "server" in tags:
         mask &= cols.dest == (cols.destinations.index(tags["server"]) if tags["server"] in cols.destinations else -1)
     if "window" in tags:
-        w = find_window([(w.label, w.start, w.end) for w in a.windows], tags["window"])
-        mask &= cols.window(w[1], w[2]) if w is not None else np.zeros(cols.n, dtype=bool)
+        found = find_window([(w.label, w.start, w.end) for w in a.windows], tags["window"])
+        window = next((w for w in a.windows if found is not None and (w.label, w.start, w.end) == found), None)
+        mask &= cols.window(window.start, window.end, window.closed) if window is not None else False
     return mask
 
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from .. import metrics
 from ..clock import SimClock
+from ..durations import format_duration
 from ..events import (
     BackupEvent,
     BackupScheduleEvent,
@@ -61,6 +62,7 @@ class ServerFacts:
     initially: str = "up"
     preference: int = 10
     relay: bool = False
+    delivery_per_minute: float | None = None  #: the capacity of its delivery into the mailboxes (None: at once)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +93,8 @@ class RunFacts:
     transport: str = "wire"
     wall_seconds: float = 0.0
     notifications: int = 0
+    sources: tuple[dict[str, Any], ...] = ()
+    """The public reports the scenario encodes: ``title``, ``url``, ``published``, ``via``, ``quotes``."""
     fold: EventFold | None = None
     """The events already folded as they streamed (then ``events`` is not read)."""
 
@@ -103,11 +107,16 @@ class Window:
     start: float
     end: float
     counts: dict[str, int]
+    closed: bool = False  #: the window reaches the clock's end and holds mail sent at that very instant
 
     @property
     def total(self) -> int:
         """Messages submitted in the window."""
         return sum(self.counts.values())
+
+    def holds(self, t: float) -> bool:
+        """Whether mail submitted at *t* belongs to the window: ``[start, end)``, or ``[start, end]`` when closed."""
+        return self.start <= t < self.end or (self.closed and t == self.end)
 
 
 def _counts(records: Iterable[MessageRecord]) -> dict[str, int]:
@@ -221,13 +230,20 @@ class Analysis:
     @cached_property
     def windows(self) -> list[Window]:
         """The windows of submission time with the states of their mail."""
-        return [
-            Window(label, lo, hi, self.cols.counts(self.cols.window(lo, hi))) for label, lo, hi in self.facts.windows
-        ]
+        out = []
+        for label, lo, hi in self.facts.windows:
+            closed = hi >= self.end
+            out.append(Window(label, lo, hi, self.cols.counts(self.cols.window(lo, hi, closed)), closed=closed))
+        return out
+
+    def sent_in(self, window: Window) -> list[MessageRecord]:
+        """The messages submitted in *window* (rows made for them only)."""
+        mask = self.cols.window(window.start, window.end, window.closed)
+        return [self.ledger.record(int(i)) for i in np.flatnonzero(mask)]
 
     def window_of(self, t: float) -> str:
         """The label of the first window containing submission time *t*."""
-        return next((w.label for w in self.windows if w.start <= t < w.end), "")
+        return next((w.label for w in self.windows if w.holds(t)), "")
 
     @cached_property
     def by_group(self) -> dict[str, dict[str, int]]:
@@ -361,9 +377,55 @@ class Analysis:
             for s in self.storms
         ]
 
+    # ------------------------------------------------------------ into the mailboxes
+    @cached_property
+    def delivery_queues(self) -> bool:
+        """Whether any server's delivery into the mailboxes was not immediate (a capacity, or a delivery-queue fault)."""
+        declared = any(s.delivery_per_minute is not None for s in self.facts.servers)
+        return declared or any(
+            e.fault.get("kind") == "delivery-queue" for e in self.fault_events if isinstance(e, FaultEvent)
+        )
+
+    def delayed(self, records: Sequence[MessageRecord] | None = None) -> dict[float, int]:
+        """How many messages were readable in a mailbox later than each of ``metrics.DELAY_MARKS`` (``metrics.delayed``)."""
+        if records is not None:
+            return metrics.mailbox_delays(records, self.end)
+        return self._delayed(None)
+
+    def _delayed(self, mask: Any) -> dict[float, int]:
+        cols = self.cols
+        return {
+            over: int((cols.delayed(over, self.end) & (True if mask is None else mask)).sum())
+            for over in metrics.DELAY_MARKS
+        }
+
+    @cached_property
+    def mailbox_delays(self) -> dict[str, dict[str, Any]]:
+        """Per sender group (and ``all mail``): messages, how many were delayed beyond each mark, and how many wait still."""
+        cols = self.cols
+        queued = cols.state == STATES.index("queued")
+        rows: dict[str, dict[str, Any]] = {}
+        for label, mask in [
+            ("all mail", np.ones(cols.n, dtype=bool)),
+            *((g, cols.group == cols.groups.index(g)) for g in self.by_group),
+        ]:
+            rows[label] = {
+                "messages": int(mask.sum()),
+                "delayed": self._delayed(mask),
+                "queued": int((queued & mask).sum()),
+                "accepted": int((cols.accepted & mask).sum()),
+            }
+        return rows
+
     # ------------------------------------------------------------ documents
     def summary(self) -> dict[str, Any]:
-        """The content of ``summary.json``."""
+        """The content of ``summary.json`` (``delayed`` only when a server's delivery into the mailboxes was not immediate)."""
+        out = self._summary()
+        if self.delivery_queues:
+            out["delayed"] = {format_duration(over): n for over, n in self.delayed().items()}
+        return out
+
+    def _summary(self) -> dict[str, Any]:
         f = self.facts
         return {
             "scenario": f.scenario,
@@ -422,9 +484,11 @@ class Analysis:
                     "initially": s.initially,
                     "preference": s.preference,
                     "relay": s.relay,
+                    "delivery_per_minute": s.delivery_per_minute,
                 }
                 for s in f.servers
             ],
+            "sources": list(f.sources),
             "senders": [
                 {"name": s.name, "count": s.count, "policy": s.policy, "gives_up_after": s.gives_up_after}
                 for s in f.senders
@@ -480,14 +544,10 @@ class Analysis:
         cols = self.cols
         out = []
         for w in self.windows:
-            inside = cols.window(w.start, w.end)
+            inside = cols.window(w.start, w.end, w.closed)
             present = set(np.unique(cols.group[inside]).tolist())
             out.append({g: cols.counts(inside & (cols.group == k)) for k, g in enumerate(cols.groups) if k in present})
         return out
-
-    def rows_between(self, lo: float, hi: float) -> list[MessageRecord]:
-        """The ledger rows of the mail submitted in ``[lo, hi)``."""
-        return [self.ledger.record(int(i)) for i in np.flatnonzero(self.cols.window(lo, hi))]
 
     # ------------------------------------------------------------ queues
     def queue_depth(self, per_group: bool = True) -> dict[str, list[tuple[float, int]]]:

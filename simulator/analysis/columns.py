@@ -107,10 +107,28 @@ class Columns:
         found = np.bincount(state[state >= 0], minlength=len(STATES))
         return {s: int(found[k]) for k, s in enumerate(STATES)}
 
-    def window(self, lo: float, hi: float) -> Mask:
-        """Messages submitted in ``[lo, hi)``."""
+    def window(self, lo: float, hi: float, closed: bool = False) -> Mask:
+        """Messages submitted in ``[lo, hi)`` (``[lo, hi]`` when *closed*: a window that reaches the clock's end)."""
         mask: Mask = (self.submitted >= lo) & (self.submitted < hi)
+        if closed:
+            mask |= self.submitted == hi
         return mask
+
+    def delayed(self, over: float, end: float) -> Mask:
+        """``metrics.delayed``: readable in a mailbox more than *over* seconds after submission, or still queued so long."""
+        delivered = (self.state == STATES.index("delivered")) & ~np.isnan(self.final_at)
+        late = delivered & (self.final_at - self.submitted > over)
+        waiting = (self.state == STATES.index("queued")) & (end - self.submitted > over)
+        mask: Mask = late | waiting
+        return mask
+
+    def bounce_delays(self, mask: Mask | None = None) -> Floats:
+        """``metrics.bounce_delay`` of the bounced messages in *mask*, in ledger order."""
+        chosen = (self.state == STATES.index("bounced")) & ~np.isnan(self.final_at)
+        if mask is not None:
+            chosen &= mask
+        values: Floats = self.final_at[chosen] - self.submitted[chosen]
+        return values
 
     def delays(self, mask: Mask | None = None, *, ordered: bool = True) -> Floats:
         """Seconds from submission to the first 250 of the accepted messages in *mask*, sorted (or in ledger order)."""

@@ -72,6 +72,7 @@ class EventFold:
         self.marks: list[dict[str, Any]] = []
         self.dns: list[tuple[float, str, list[str]]] = []
         self.relay_left: dict[str, float] = {}
+        self.bounced: dict[str, float] = {}  #: when each bounced message (first) bounced
         self.faults: list[FaultEvent | FaultClearedEvent] = []
         self.timeline: list[Event] = []
         self.servers_seen: dict[str, None] = {}
@@ -95,6 +96,7 @@ class EventFold:
             self.relay_left.setdefault(event.message, event.t)
         elif kind is BounceEvent:
             assert isinstance(event, BounceEvent)
+            self.bounced.setdefault(event.message, event.t)
             if event.relay:
                 self.relay_left.setdefault(event.message, event.t)
         elif kind in _MESSAGE_EVENTS:
@@ -123,7 +125,11 @@ class EventFold:
         elif kind == "reply":
             if row.get("turned_away"):
                 self._turned_away.setdefault(row["server"], array("d")).append(row["t"])
-        elif kind == "relayed" or (kind == "bounce" and row.get("relay")):
+        elif kind == "bounce":
+            self.bounced.setdefault(row["message"], row["t"])
+            if row.get("relay"):
+                self.relay_left.setdefault(row["message"], row["t"])
+        elif kind == "relayed":
             self.relay_left.setdefault(row["message"], row["t"])
 
     def read_jsonl(self, path: Path) -> None:

@@ -141,6 +141,7 @@ class _Fold(typing.Protocol):
     def add_turned_away(self, server: str, times: Iterable[float]) -> None: ...
 
     relay_left: dict[str, float]
+    bounced: dict[str, float]
 
 
 def fold_parquet_events(path: Path, fold: _Fold, typed: frozenset[str]) -> None:
@@ -169,6 +170,9 @@ def fold_parquet_events(path: Path, fold: _Fold, typed: frozenset[str]) -> None:
         left = table.filter(handed)
         for message, t in zip(left.column("message").to_pylist(), left.column("t").to_pylist(), strict=True):
             fold.relay_left.setdefault(message, t)
+        bounces = table.filter(pc.equal(kind, "bounce"))
+        for message, t in zip(bounces.column("message").to_pylist(), bounces.column("t").to_pylist(), strict=True):
+            fold.bounced.setdefault(message, t)
         if pc.any(pc.is_in(kind, pa.array(sorted(typed)))).as_py():
             rows = source.read_row_group(group).filter(pc.is_in(kind, pa.array(sorted(typed))))
             for event in _events_of(rows):

@@ -190,13 +190,20 @@ def load_results(folder: str | Path) -> ReportData:
     ledger_file = folder / "messages.csv"
     if not ledger_file.is_file():
         ledger_file = folder / "messages.parquet"
-    records = LedgerRows(read_ledger(ledger_file, start))
+    ledger = read_ledger(ledger_file, start)
+    records = LedgerRows(ledger)
     fold = EventFold()
     events_file = folder / "events.jsonl"
     if events_file.is_file():
         fold.read_jsonl(events_file)
     else:
         fold.read_parquet(folder / "events.parquet")
+    # messages.csv has a bounce time only for mail whose final state is bounced; a message that
+    # bounced after an accept-then-drop commit ends delivered, and left its sender's queue at the bounce.
+    for message_id, t in fold.bounced.items():
+        i = ledger.index_of(message_id)
+        if i is not None and ledger.bounced_at[i] != ledger.bounced_at[i]:
+            ledger.bounced_at[i] = t
     if timeline is not None:
         servers = tuple(
             ServerFacts(
@@ -205,6 +212,7 @@ def load_results(folder: str | Path) -> ReportData:
                 s.get("initially", "up"),
                 int(s.get("preference", 10)),
                 bool(s.get("relay", False)),
+                s.get("delivery_per_minute"),
             )
             for s in timeline["servers"]
         )
@@ -215,9 +223,10 @@ def load_results(folder: str | Path) -> ReportData:
         windows = tuple((w["label"], float(w["start"]), float(w["end"])) for w in timeline["windows"])
         declared = bool(timeline.get("windows_declared"))
         description = timeline.get("description") or ""
+        sources = tuple(s for s in timeline.get("sources", []) if isinstance(s, dict))
     else:
         servers, senders, windows = _facts_without_timeline(summary, records, fold, start)
-        declared, description = True, ""
+        declared, description, sources = True, "", ()
     facts = RunFacts(
         scenario=str(summary.get("scenario", folder.name)),
         seed=int(summary.get("seed", 0)),
@@ -234,6 +243,7 @@ def load_results(folder: str | Path) -> ReportData:
         transport=str(summary.get("transport", "")),
         wall_seconds=float(summary.get("wall_seconds", 0.0)),
         notifications=int(summary.get("notifications", 0)),
+        sources=sources,
     )
     thresholds = None
     if (folder / "thresholds.json").is_file():
