@@ -138,7 +138,7 @@ class Run(RunResult):
 
     def summary(self) -> dict[str, Any]:
         """The content of ``summary.json`` of this finished run (``"status": "complete"``)."""
-        return {**self.analysis.summary(), "status": "complete"}
+        return self.analysis.summary()
 
     def thresholds(self) -> list[Outcome]:
         """The scenario's thresholds checked against this run."""

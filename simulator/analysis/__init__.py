@@ -97,6 +97,8 @@ class RunFacts:
     """The public reports the scenario encodes: ``title``, ``url``, ``published``, ``via``, ``quotes``."""
     fold: EventFold | None = None
     """The events already folded as they streamed (then ``events`` is not read)."""
+    status: str = "complete"
+    """How far the run got: ``complete`` for a finished run (``summary.json``'s ``status``)."""
 
 
 @dataclass(frozen=True)
@@ -456,6 +458,7 @@ class Analysis:
             "turned_away": self.turned_away,
             "delivery_delay": self.delays,
             "recoveries": self.recoveries,
+            "status": f.status,
         }
 
     def timeline_document(self) -> dict[str, Any]:

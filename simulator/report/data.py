@@ -243,6 +243,7 @@ def load_results(folder: str | Path) -> ReportData:
         transport=str(summary.get("transport", "")),
         wall_seconds=float(summary.get("wall_seconds", 0.0)),
         notifications=int(summary.get("notifications", 0)),
+        status=str(summary.get("status", "complete")),
         sources=sources,
     )
     thresholds = None
