@@ -268,11 +268,11 @@ class Ledger:
         """Assign each message its final state; check that nothing is lost or double-counted."""
         n = len(self.submitted)
         held: dict[int, Holding] = {}
-        for message_id, holding in holdings.items():
+        for message_id, holds in holdings.items():
             i = self.index_of(message_id)
             if i is None:
                 raise ConservationError(f"mail stores hold an unknown message, e.g. {message_id}")
-            held[i] = holding
+            held[i] = holds
         number = {state: k for k, state in enumerate(STATES)}
         bounced, queued = number["bounced"], number["queued"]
         accepted_at, bounced_at = self.accepted_at, self.bounced_at

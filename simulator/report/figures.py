@@ -336,8 +336,8 @@ def outcomes_png(data: ReportData, path: Path) -> Path:
     bins: dict[str, Counter[int]] = {s: Counter() for s in STATES}
     slot_of = (cols.submitted // width).astype("int64")
     for k, state in enumerate(STATES):
-        slots, counts = np.unique(slot_of[cols.state == k], return_counts=True)
-        bins[state].update(dict(zip(slots.tolist(), counts.tolist(), strict=True)))
+        found, counts = np.unique(slot_of[cols.state == k], return_counts=True)
+        bins[state].update(dict(zip(found.tolist(), counts.tolist(), strict=True)))
     slots = range(int(last // width) + 1)
     xs = [_x(data, i * width) for i in slots]
     bottom = [0] * len(xs)
