@@ -20,7 +20,7 @@ from .dsn import Notification
 from .engine import Progress, Replay
 from .events import EventSink, EventWriter, write_events
 from .loader import load_scenario
-from .results import MESSAGE_COLUMNS, RunResult, _ledger_rows, messages_csv, write_messages, write_notifications
+from .results import MESSAGE_COLUMNS, RunResult, ledger_rows, messages_csv, write_messages, write_notifications
 from .scenario import Scenario
 from .schema.incident import scenario_windows
 from .thresholds import Outcome, evaluate, to_json
@@ -171,7 +171,7 @@ def write_results(run: Run, out_dir: str | Path, formats: str = "csv") -> Path:
         from .records.parquet import write_messages_parquet
 
         write_messages_parquet(
-            out / "messages.parquet", MESSAGE_COLUMNS, _ledger_rows(run.ledger, run.clock, a.window_of)
+            out / "messages.parquet", MESSAGE_COLUMNS, ledger_rows(run.ledger, run.clock, a.window_of)
         )
     if run.event_list is not None:
         if formats in ("csv", "both"):

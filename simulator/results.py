@@ -32,6 +32,7 @@ __all__ = [
     "read_messages",
     "read_ledger",
     "iter_messages",
+    "ledger_rows",
     "write_notifications",
 ]
 
@@ -150,7 +151,7 @@ def _rows(
         )
 
 
-def _ledger_rows(ledger: Ledger, clock: SimClock, window_of: Callable[[float], str]) -> Iterator[tuple[Any, ...]]:
+def ledger_rows(ledger: Ledger, clock: SimClock, window_of: Callable[[float], str]) -> Iterator[tuple[Any, ...]]:
     """The rows of ``messages.csv`` straight from the ledger's columns, formatted as they are written."""
     iso = clock.iso
     texts = ledger.texts.items
@@ -188,7 +189,7 @@ def _any_rows(
     records: Ledger | Iterable[MessageRecord], clock: SimClock, window_of: Callable[[float], str]
 ) -> Iterator[tuple[Any, ...]]:
     if isinstance(records, Ledger):
-        return _ledger_rows(records, clock, window_of)
+        return ledger_rows(records, clock, window_of)
     return _rows(records, clock, window_of)
 
 
