@@ -28,7 +28,7 @@ from .policies.exim import EximParams
 from .scenario import Scenario
 from .schema.validate import dotted, line_of, validate
 
-__all__ = ["load_scenario", "line_of"]
+__all__ = ["load_scenario", "line_of", "schema_problems"]
 
 
 def load_scenario(path: str | Path, *, seed: int | None = None) -> Scenario:
@@ -69,11 +69,13 @@ def load_scenario(path: str | Path, *, seed: int | None = None) -> Scenario:
     return scenario
 
 
-def schema_problems(exc: ValidationError, shown: str, root: yaml.Node | None) -> list[Problem]:
-    """One problem per mistake pydantic found in a scenario file, in the tool's words."""
+def schema_problems(
+    exc: ValidationError, shown: str, root: yaml.Node | None, model: type[BaseModel] = Scenario
+) -> list[Problem]:
+    """One problem per mistake pydantic found in a file of *model* (a scenario unless said), in the tool's words."""
     return [
         Problem(shown, line_of(root, loc) if root is not None else None, dotted(loc), message)
-        for loc, message in _explain(exc.errors(), Scenario, ())
+        for loc, message in _explain(exc.errors(), model, ())
     ]
 
 

@@ -1,0 +1,260 @@
+"""Running a sweep's runs: one task per (variant, seed), on a local process pool or a Dask cluster.
+
+Both pools take the same ``Task`` objects and return the same row from
+``run_task``, a plain function a worker process imports: the variant is
+replayed with ``run_scenario`` (in memory unless the sweep says wire) and its
+metrics are read from the run's ``Analysis`` with ``simulator.thresholds.observe``,
+as a threshold would read them. Nothing here decides anything about a run's
+content; a pool only carries tasks out.
+
+Finished runs are appended to a journal (``runs.jsonl``) the moment they
+arrive, keyed by ``run_key`` (variant, traffic files, seed, transport, tool
+version), so an interrupted sweep keeps what finished and ``--resume`` runs
+only what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..api import run_scenario
+from ..errors import RunError
+from ..scenario import Scenario
+from ..schema.thresholds import Threshold
+from ..thresholds import observe
+
+__all__ = ["Task", "run_task", "Pool", "LocalPool", "DaskPool", "Journal", "execute", "open_pool"]
+
+
+@dataclass(frozen=True)
+class Task:
+    """One run of a sweep: a validated variant and a seed, with the metrics to read from it."""
+
+    key: str
+    point: int
+    seed: int
+    scenario: Scenario
+    transport: str
+    metrics: tuple[tuple[str, Threshold], ...]
+    keep: str | None = None  #: a folder for the run's results, when the sweep keeps them
+    x: float | None = None  #: the goal axis's value, for goal-seeking runs
+
+
+def _floors(run: Any) -> list[dict[str, Any]]:
+    """For each recovery: when its backlog drained, when its last backlog message was first tried again."""
+    a = run.analysis
+    out = []
+    for storm, floor in zip(a.storms, a.retry_floors, strict=True):
+        out.append(
+            {
+                "server": storm.server,
+                "at": a.clock.iso(storm.at),
+                "backlog": storm.backlog,
+                "drained": storm.drained,
+                "last_retry": None if floor is None else floor.after,
+                "last_retry_group": None if floor is None else floor.group,
+                "last_retry_policy": None if floor is None else floor.policy,
+                "turned_away": a.turned_away_between(storm.server, storm.at, storm.until),
+            }
+        )
+    return out
+
+
+def run_task(task: Task) -> dict[str, Any]:
+    """Replay one task and return its row: metrics, wall time, and what limited each recovery."""
+    started = time.perf_counter()
+    run = run_scenario(task.scenario, seed=task.seed, transport=task.transport)
+    values = {column: observe(threshold, run.analysis) for column, threshold in task.metrics}
+    if task.keep is not None:
+        from ..report import write_report
+
+        write_report(run.write(task.keep))
+    return {
+        "key": task.key,
+        "point": task.point,
+        "seed": task.seed,
+        "x": task.x,
+        "metrics": values,
+        "messages": run.analysis.messages,
+        "wall_seconds": round(time.perf_counter() - started, 3),
+        "floors": _floors(run),
+        "kept": task.keep,
+    }
+
+
+class Pool(Protocol):
+    """What a sweep needs from a pool of workers."""
+
+    slots: int
+
+    def submit(self, task: Task) -> Any:
+        """Start *task*; returns a future with ``result()`` and ``cancel()``."""
+
+    def wait_any(self, futures: set[Any]) -> tuple[set[Any], set[Any]]:
+        """Block until at least one of *futures* is done: ``(done, not_done)``."""
+
+    def close(self) -> None:
+        """Stop the workers (or disconnect), dropping what has not started."""
+
+
+def _quiet_worker() -> None:
+    """Workers leave Ctrl-C to the parent, which stops them and keeps what finished."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class LocalPool:
+    """A process pool on this machine (``concurrent.futures``, spawned workers)."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.slots = workers or os.cpu_count() or 1
+        self._executor = ProcessPoolExecutor(self.slots, mp_context=get_context("spawn"), initializer=_quiet_worker)
+
+    def submit(self, task: Task) -> Future[dict[str, Any]]:
+        """Queue *task* on the pool."""
+        return self._executor.submit(run_task, task)
+
+    def wait_any(self, futures: set[Any]) -> tuple[set[Any], set[Any]]:
+        """Wait for the first of *futures* to finish."""
+        done, pending = wait(futures, return_when=FIRST_COMPLETED)
+        return set(done), set(pending)
+
+    def close(self) -> None:
+        """Shut the pool down; queued tasks are cancelled."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+class DaskPool:
+    """An existing Dask distributed cluster, reached at its scheduler's address (``tcp://host:8786``)."""
+
+    def __init__(self, address: str) -> None:
+        from distributed import Client
+
+        try:
+            self._client = Client(address, set_as_default=False, timeout=30)
+        except (OSError, TimeoutError) as exc:
+            raise RunError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+        self.slots = max(1, sum(self._client.nthreads().values()))
+
+    def submit(self, task: Task) -> Any:
+        """Send *task* to the cluster."""
+        return self._client.submit(run_task, task, pure=False, key=f"smtp-outage-{task.key}-{time.monotonic_ns()}")
+
+    def wait_any(self, futures: set[Any]) -> tuple[set[Any], set[Any]]:
+        """Wait for the first of *futures* to finish."""
+        from distributed import wait as dask_wait
+
+        done, pending = dask_wait(list(futures), return_when="FIRST_COMPLETED")
+        return set(done), set(pending)
+
+    def close(self) -> None:
+        """Disconnect from the cluster (the cluster itself keeps running)."""
+        self._client.close()
+
+
+def open_pool(workers: int | None = None, scheduler: str | None = None) -> Pool:
+    """A Dask pool when a scheduler address is given, else a local process pool of *workers*."""
+    if scheduler is not None:
+        return DaskPool(scheduler)
+    return LocalPool(workers)
+
+
+class Journal:
+    """``runs.jsonl``: one line per finished run, appended as runs finish; read back by ``--resume``."""
+
+    def __init__(self, path: Path, resume: bool) -> None:
+        self.path = path
+        self.rows: dict[str, dict[str, Any]] = {}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if resume and path.exists():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut short by an interruption
+                if isinstance(row, dict) and "key" in row:
+                    self.rows[row["key"]] = row
+            self._rewrite()
+        else:
+            path.write_text("", encoding="utf-8")
+
+    def _rewrite(self) -> None:
+        with self.path.open("w", encoding="utf-8") as f:
+            for row in self.rows.values():
+                f.write(json.dumps(row) + "\n")
+
+    def has(self, task: Task) -> bool:
+        """Whether *task* finished before, with every metric it asks for."""
+        row = self.rows.get(task.key)
+        return row is not None and all(column in row["metrics"] for column, _ in task.metrics)
+
+    def add(self, row: dict[str, Any]) -> None:
+        """Record a finished run, on disk at once."""
+        self.rows[row["key"]] = row
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+Progress = Callable[[int, int, int], None]
+"""``progress(done, running, total)``, called as runs start and finish."""
+
+
+def execute(
+    tasks: Iterable[Task], pool: Pool, journal: Journal, progress: Progress | None = None, total: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """Run *tasks* (those not in the journal) on *pool*, yielding each task's row as it is known.
+
+    Rows come back in completion order; callers sort them. A ``KeyboardInterrupt``
+    cancels what has not finished and propagates: the journal holds every run
+    that finished.
+    """
+    tasks = list(tasks)
+    todo: dict[str, Task] = {}
+    for task in tasks:
+        if journal.has(task):
+            yield journal.rows[task.key]
+        else:
+            todo.setdefault(task.key, task)  # the same variant and seed twice runs once
+    skipped = len(tasks) - len(todo)
+    shown_total = (total or len(tasks)) if total is not None else len(tasks)
+    done_count = skipped
+    futures: dict[Any, Task] = {pool.submit(task): task for task in todo.values()}
+    pending = set(futures)
+    if progress is not None:
+        progress(done_count, min(len(pending), pool.slots), shown_total)
+    try:
+        while pending:
+            done, pending = pool.wait_any(pending)
+            for future in done:
+                task = futures[future]
+                try:
+                    row = future.result()
+                except Exception as exc:
+                    raise RunError(f"run of point {task.point} seed {task.seed} failed: {exc}") from exc
+                journal.add(row)
+                done_count += 1
+                yield row
+            if progress is not None:
+                progress(done_count, min(len(pending), pool.slots), shown_total)
+    except BaseException:
+        for future in pending:
+            future.cancel()
+        raise
+    finally:
+        pass
+
+
+def finite(value: float | None) -> float | None:
+    """``None`` for NaN (no data); infinities stay (a backlog that never drained)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value
