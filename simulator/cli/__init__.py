@@ -401,3 +401,4 @@ def main() -> None:
 
 # Further commands live in modules of this package (simulator/cli/<name>.py), each
 # registering itself on ``app`` when imported here, one line per module.
+from . import sweep as _sweep  # noqa: E402,F401  (smtp-outage sweep)

@@ -18,7 +18,7 @@ import json
 import math
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import pyarrow.parquet as pq
 from matplotlib.figure import Figure
@@ -72,7 +72,7 @@ def _png(fig: Figure) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _finite(v: Any) -> bool:
+def _finite(v: Any) -> TypeGuard[float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -87,7 +87,7 @@ def _figure(
     ylabel = col + suffix
     if not varying:
         values = [r[col] / scale for r in runs if _finite(r.get(col))]
-        never = sum(1 for r in runs if isinstance(r.get(col), float) and math.isinf(r[col]))
+        never_runs = sum(1 for r in runs if isinstance(r.get(col), float) and math.isinf(r[col]))
         if not values:
             return None
         ax.hist(values, bins=min(30, max(5, len(values) // 2)), color=BAND, edgecolor=LINE)
@@ -100,7 +100,7 @@ def _figure(
             ax.legend(fontsize=8)
         ax.set_xlabel(ylabel)
         ax.set_ylabel("runs (seeds)")
-        ax.set_title(f"{col} over {len(runs)} seeds" + (f" ({never} never)" if never else ""), fontsize=10)
+        ax.set_title(f"{col} over {len(runs)} seeds" + (f" ({never_runs} never)" if never_runs else ""), fontsize=10)
     elif len(varying) == 1 or any(a["unit"] == "text" for a in varying[:2]):
         a = varying[0]
         xscale, xsuffix = _scale(a["unit"]) if a["unit"] == "duration" else (1.0, "")
@@ -129,10 +129,18 @@ def _figure(
                 ax.set_xticks(xv, [str(x) for x in xs])
             else:
                 line = ax.plot(xv, y, marker="o", lw=1.8, label=label or "mean")[0]
-                band = [(x, lo_ / scale, hi_ / scale) for x, lo_, hi_ in zip(xv, lo, hi, strict=True) if _finite(lo_) and _finite(hi_)]
+                band = [
+                    (x, lo_ / scale, hi_ / scale)
+                    for x, lo_, hi_ in zip(xv, lo, hi, strict=True)
+                    if _finite(lo_) and _finite(hi_)
+                ]
                 if band:
                     ax.fill_between(
-                        [b[0] for b in band], [b[1] for b in band], [b[2] for b in band], color=line.get_color(), alpha=0.18,
+                        [b[0] for b in band],
+                        [b[1] for b in band],
+                        [b[2] for b in band],
+                        color=line.get_color(),
+                        alpha=0.18,
                         label="95% CI" if i == 0 else None,
                     )
                 never = [x for x, m in zip(xv, mean, strict=True) if isinstance(m, float) and math.isinf(m)]
@@ -155,13 +163,24 @@ def _figure(
             if _finite(m):
                 grid[i][j] = (0 if math.isnan(grid[i][j]) else grid[i][j]) + m / scale
                 counts[i][j] += 1
-        grid = [[g / c if c else math.nan for g, c in zip(row, crow, strict=True)] for row, crow in zip(grid, counts, strict=True)]
+        grid = [
+            [g / c if c else math.nan for g, c in zip(row, crow, strict=True)]
+            for row, crow in zip(grid, counts, strict=True)
+        ]
         image = ax.imshow(grid, aspect="auto", origin="lower", cmap="viridis")
         ax.set_xticks(range(len(xs)), [_fmt(x, a["unit"]) for x in xs], fontsize=8)
         ax.set_yticks(range(len(ys)), [_fmt(y, b["unit"]) for y in ys], fontsize=8)
         for i, row in enumerate(grid):
             for j, v in enumerate(row):
-                ax.text(j, i, "never" if math.isnan(v) else _fmt(v * scale, unit), ha="center", va="center", fontsize=7, color="w")
+                ax.text(
+                    j,
+                    i,
+                    "never" if math.isnan(v) else _fmt(v * scale, unit),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="w",
+                )
         fig.colorbar(image, ax=ax, label=ylabel)
         ax.set_xlabel(a["name"])
         ax.set_ylabel(b["name"])
@@ -224,7 +243,8 @@ def _points_table(doc: dict[str, Any], points: list[dict[str, Any]], kept: dict[
             cells += f"<td>{escape(_fmt(mean, u) + ci)}</td>"
         if kept:
             links = " ".join(
-                f'<a href="{escape(path)}/report.html">{escape(Path(path).name)}</a>' for path in kept.get(str(p["point"]), [])
+                f'<a href="{escape(path)}/report.html">{escape(Path(path).name)}</a>'
+                for path in kept.get(str(p["point"]), [])
             )
             cells += f'<td class="l">{links}</td>'
         rows.append(f"<tr>{cells}</tr>")
@@ -261,19 +281,21 @@ def write_sweep_report(folder: str | Path) -> Path:
             axis_unit = next((a["unit"] for a in doc["axes"] if a["name"] == goal["axis"]), "number")
             png = _goal_figure(goal, units.get(goal["metric"], "number"), axis_unit)
             images += 1
-            parts.append(f'<figure><img alt="goal search for {escape(goal["axis"])}" src="data:image/png;base64,{png}"></figure>')
+            parts.append(
+                f'<figure><img alt="goal search for {escape(goal["axis"])}" src="data:image/png;base64,{png}"></figure>'
+            )
         parts.append("</section>")
         sections.append("\n".join(parts))
     metric_parts = ['<section id="metrics"><h2>Metrics</h2>']
-    axes = [a for a in doc["axes"] if a["unit"] != "text" or True]
+    axes = doc["axes"]
     for m in doc["metrics"]:
-        png = _figure(m, axes, points, runs)
+        figure = _figure(m, axes, points, runs)
         metric_parts.append(f"<h3>{escape(m['column'])}</h3>")
-        if png is None:
+        if figure is None:
             metric_parts.append("<p>No data in any run.</p>")
             continue
         images += 1
-        metric_parts.append(f'<figure><img alt="{escape(m["column"])}" src="data:image/png;base64,{png}"></figure>')
+        metric_parts.append(f'<figure><img alt="{escape(m["column"])}" src="data:image/png;base64,{figure}"></figure>')
     metric_parts.append("</section>")
     sections.append("\n".join(metric_parts))
     sections.append(
@@ -287,7 +309,9 @@ def write_sweep_report(folder: str | Path) -> Path:
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{escape(title)}</title>"
         f"<script>{_SCRIPT_HEAD}</script><style>{_CSS}p.answer{{font-size:16px;max-width:60em}}</style></head>\n"
-        f'<body data-figures="{images}"><main><ul id="report-errors"></ul>\n' + "\n".join(sections) + "\n</main></body></html>\n"
+        f'<body data-figures="{images}"><main><ul id="report-errors"></ul>\n'
+        + "\n".join(sections)
+        + "\n</main></body></html>\n"
     )
     page = folder / "report.html"
     page.write_text(html, encoding="utf-8")

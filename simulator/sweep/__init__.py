@@ -147,9 +147,7 @@ def run_sweep(
     interrupted = False
     try:
         if sweep.goal is None:
-            batch = [
-                (task(p.values, p.index, seed), p.columns()) for p in sweep.points for seed in sweep.seeds
-            ]
+            batch = [(task(p.values, p.index, seed), p.columns()) for p in sweep.points for seed in sweep.seeds]
             carry_out(batch, the_pool)
         else:
             goal = sweep.goal
@@ -176,7 +174,7 @@ def run_sweep(
         runs = _journal_rows(sweep, journal, runs)
     finally:
         if owned:
-            the_pool.close()
+            the_pool.close(cancel=interrupted)
     result = SweepResult(
         sweep, target, sorted(runs, key=lambda r: (r["point"], r["seed"])), [], answers, interrupted, ran, mode
     )
@@ -198,9 +196,20 @@ def _journal_rows(sweep: Sweep, journal: Journal, runs: list[dict[str, Any]]) ->
             # the journal knows runs by key; rebuild the key of each grid run to find it
             for row in journal.rows.values():
                 if row["point"] == p.index and row["seed"] == seed:
-                    mode_rows.append({"point": p.index, **p.columns(), "seed": seed, **row["metrics"],
-                                      "messages": row["messages"], "wall_seconds": row["wall_seconds"],
-                                      "key": row["key"], "kept": row.get("kept"), "floors": row.get("floors", []), "x": None})
+                    mode_rows.append(
+                        {
+                            "point": p.index,
+                            **p.columns(),
+                            "seed": seed,
+                            **row["metrics"],
+                            "messages": row["messages"],
+                            "wall_seconds": row["wall_seconds"],
+                            "key": row["key"],
+                            "kept": row.get("kept"),
+                            "floors": row.get("floors", []),
+                            "x": None,
+                        }
+                    )
                     break
     return runs + mode_rows
 
@@ -230,7 +239,8 @@ def write_sweep(result: SweepResult) -> Path:
     axes = axis_columns(sweep)
     metrics = [m.column for m in sweep.metrics]
     write_table(result.runs, ["point", *axes, "seed", *metrics, "messages", "wall_seconds", "key"], out / "runs")
-    result.points = point_table(result.runs, axes, metrics)
+    ratios = {m.column: 1.0 for m in sweep.metrics if m.threshold.metric.unit == "ratio"}
+    result.points = point_table(result.runs, axes, metrics, ratios)
     stats = [f"{m}.{k}" for m in metrics for k in ("mean", "ci_low", "ci_high", "min", "max")]
     write_table(result.points, ["point", *axes, "runs", *stats], out / "points")
     kept: dict[int, list[str]] = {}
@@ -250,15 +260,29 @@ def write_sweep(result: SweepResult) -> Path:
             for a in sweep.axes
         ]
         + (
-            [{"name": sweep.goal.axis.name, "path": sweep.goal.axis.target.path, "unit": sweep.goal.axis.unit, "values": []}]
+            [
+                {
+                    "name": sweep.goal.axis.name,
+                    "path": sweep.goal.axis.target.path,
+                    "unit": sweep.goal.axis.unit,
+                    "values": [],
+                }
+            ]
             if sweep.goal is not None
             else []
         ),
         "metrics": [
-            {"column": m.column, "metric": m.threshold.metric.name, "unit": m.threshold.metric.unit, "kind": m.threshold.metric.kind}
+            {
+                "column": m.column,
+                "metric": m.threshold.metric.name,
+                "unit": m.threshold.metric.unit,
+                "kind": m.threshold.metric.kind,
+            }
             for m in sweep.metrics
         ],
-        "goal": [{"point": label, **answer.to_json(sweep.goal)} for label, answer in result.answers] if sweep.goal else [],
+        "goal": [{"point": label, **answer.to_json(sweep.goal)} for label, answer in result.answers]
+        if sweep.goal
+        else [],
         "runs": len(result.runs),
         "points": len(result.points),
         "ran": result.ran,

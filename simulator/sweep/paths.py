@@ -90,7 +90,9 @@ def _select(items: list[Any], key: str, where: str, part: str) -> list[int]:
         if match:
             event, server, nth = match.group(1), match.group(2), int(match.group(3) or 1)
             found = [
-                i for i, e in enumerate(items) if isinstance(e, dict) and e.get("event") == event and e.get("server") == server
+                i
+                for i, e in enumerate(items)
+                if isinstance(e, dict) and e.get("event") == event and e.get("server") == server
             ]
             if len(found) >= nth:
                 if match.group(3) is None and len(found) > 1:
@@ -225,7 +227,9 @@ def parse_target(path: str, data: dict[str, Any]) -> Target:
             None,
         )
         if end is None:
-            raise PathError(f"the outage at timeline.{start} never ends: add an up or restore entry for {entry.get('server')}")
+            raise PathError(
+                f"the outage at timeline.{start} never ends: add an up or restore entry for {entry.get('server')}"
+            )
         return Target(path, (("timeline", end, "at"),), (start, end))
     parts = _split(path)
     if parts[0] not in data and parts[0] not in ("engine", "windows", "thresholds", "timeline"):

@@ -21,11 +21,11 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from ..api import run_scenario
 from ..errors import RunError
@@ -33,7 +33,7 @@ from ..scenario import Scenario
 from ..schema.thresholds import Threshold
 from ..thresholds import observe
 
-__all__ = ["Task", "run_task", "Pool", "LocalPool", "DaskPool", "Journal", "execute", "open_pool"]
+__all__ = ["Task", "run_task", "Pool", "local_pool", "dask_pool", "open_pool", "Journal", "execute"]
 
 
 @dataclass(frozen=True)
@@ -92,19 +92,34 @@ def run_task(task: Task) -> dict[str, Any]:
     }
 
 
-class Pool(Protocol):
-    """What a sweep needs from a pool of workers."""
+class Pool:
+    """Workers behind a ``concurrent.futures`` executor: a local process pool or a Dask cluster's.
 
-    slots: int
+    Both kinds are driven by the same code (``execute``): submit every task,
+    wait for the first to finish, record it, repeat.
+    """
 
-    def submit(self, task: Task) -> Any:
-        """Start *task*; returns a future with ``result()`` and ``cancel()``."""
+    def __init__(self, executor: Executor, slots: int, on_close: Callable[[], None] | None = None) -> None:
+        self.executor = executor
+        self.slots = slots  #: how many runs go on at once
+        self._on_close = on_close
 
-    def wait_any(self, futures: set[Any]) -> tuple[set[Any], set[Any]]:
-        """Block until at least one of *futures* is done: ``(done, not_done)``."""
+    def submit(self, task: Task) -> Future[dict[str, Any]]:
+        """Start *task* on a worker."""
+        return self.executor.submit(run_task, task)
 
-    def close(self) -> None:
-        """Stop the workers (or disconnect), dropping what has not started."""
+    def close(self, cancel: bool = False) -> None:
+        """Stop using the workers; with *cancel*, drop what has not started."""
+        if cancel:
+            # a local pool's workers are still busy with runs nobody will read: stop them now
+            processes: dict[int, Any] = getattr(self.executor, "_processes", None) or {}
+            for process in list(processes.values()):
+                process.terminate()
+            self.executor.shutdown(wait=False, cancel_futures=True)
+        else:
+            self.executor.shutdown(wait=True)
+        if self._on_close is not None:
+            self._on_close()
 
 
 def _quiet_worker() -> None:
@@ -112,60 +127,30 @@ def _quiet_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-class LocalPool:
-    """A process pool on this machine (``concurrent.futures``, spawned workers)."""
-
-    def __init__(self, workers: int | None = None) -> None:
-        self.slots = workers or os.cpu_count() or 1
-        self._executor = ProcessPoolExecutor(self.slots, mp_context=get_context("spawn"), initializer=_quiet_worker)
-
-    def submit(self, task: Task) -> Future[dict[str, Any]]:
-        """Queue *task* on the pool."""
-        return self._executor.submit(run_task, task)
-
-    def wait_any(self, futures: set[Any]) -> tuple[set[Any], set[Any]]:
-        """Wait for the first of *futures* to finish."""
-        done, pending = wait(futures, return_when=FIRST_COMPLETED)
-        return set(done), set(pending)
-
-    def close(self) -> None:
-        """Shut the pool down; queued tasks are cancelled."""
-        self._executor.shutdown(wait=True, cancel_futures=True)
+def local_pool(workers: int | None = None) -> Pool:
+    """A process pool on this machine (spawned worker processes that ignore Ctrl-C)."""
+    slots = workers or os.cpu_count() or 1
+    executor = ProcessPoolExecutor(slots, mp_context=get_context("spawn"), initializer=_quiet_worker)
+    return Pool(executor, slots)
 
 
-class DaskPool:
+def dask_pool(address: str) -> Pool:
     """An existing Dask distributed cluster, reached at its scheduler's address (``tcp://host:8786``)."""
+    from distributed import Client
 
-    def __init__(self, address: str) -> None:
-        from distributed import Client
-
-        try:
-            self._client = Client(address, set_as_default=False, timeout=30)
-        except (OSError, TimeoutError) as exc:
-            raise RunError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
-        self.slots = max(1, sum(self._client.nthreads().values()))
-
-    def submit(self, task: Task) -> Any:
-        """Send *task* to the cluster."""
-        return self._client.submit(run_task, task, pure=False, key=f"smtp-outage-{task.key}-{time.monotonic_ns()}")
-
-    def wait_any(self, futures: set[Any]) -> tuple[set[Any], set[Any]]:
-        """Wait for the first of *futures* to finish."""
-        from distributed import wait as dask_wait
-
-        done, pending = dask_wait(list(futures), return_when="FIRST_COMPLETED")
-        return set(done), set(pending)
-
-    def close(self) -> None:
-        """Disconnect from the cluster (the cluster itself keeps running)."""
-        self._client.close()
+    try:
+        client = Client(address, set_as_default=False, timeout=30)  # type: ignore[no-untyped-call]
+    except (OSError, TimeoutError) as exc:
+        raise RunError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+    slots = max(1, sum(client.nthreads().values()))  # type: ignore[no-untyped-call]
+    return Pool(client.get_executor(pure=False), slots, client.close)  # type: ignore[no-untyped-call]
 
 
 def open_pool(workers: int | None = None, scheduler: str | None = None) -> Pool:
     """A Dask pool when a scheduler address is given, else a local process pool of *workers*."""
     if scheduler is not None:
-        return DaskPool(scheduler)
-    return LocalPool(workers)
+        return dask_pool(scheduler)
+    return local_pool(workers)
 
 
 class Journal:
@@ -233,7 +218,7 @@ def execute(
         progress(done_count, min(len(pending), pool.slots), shown_total)
     try:
         while pending:
-            done, pending = pool.wait_any(pending)
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 task = futures[future]
                 try:
@@ -249,8 +234,6 @@ def execute(
         for future in pending:
             future.cancel()
         raise
-    finally:
-        pass
 
 
 def finite(value: float | None) -> float | None:

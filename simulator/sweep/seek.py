@@ -16,6 +16,7 @@ is tried again, however much the server can take.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -104,6 +105,8 @@ def _candidates(goal: Goal, bad: float, good: float, count: int) -> list[float]:
         x = bad + (good - bad) * k / (count + 1)
         if goal.integer:
             x = float(round(x))
+        elif goal.axis.unit == "duration":
+            x = float(60 * round(x / 60)) if goal.resolution >= 60 else float(round(x))
         if min(bad, good) < x < max(bad, good):
             out.add(x)
     if not out and goal.integer and abs(good - bad) > 1:
@@ -123,7 +126,7 @@ def seek(goal: Goal, evaluate: Evaluate, per_round: int = 1) -> tuple[Answer, di
             return
         for x, found in evaluate(fresh).items():
             rows[x] = found
-            values = tuple(r["metrics"].get(column) for r in found)
+            values = tuple(r.get(column) for r in found)
             visits[x] = Visit(x, values, _mean(values), meets(goal, values))
 
     low, high = (float(goal.low), float(goal.high))
@@ -172,11 +175,13 @@ def _monotone(goal: Goal, ordered: list[Visit]) -> list[str]:
             f"{a.name}={a.shown(_value(goal, meet.x))} meets the target but {a.name}={a.shown(_value(goal, fail.x))} does not"
         )
     means = [v.mean for v in ordered if v.mean is not None]
-    ups = any(b > a_ for a_, b in zip(means, means[1:], strict=False))
-    downs = any(b < a_ for a_, b in zip(means, means[1:], strict=False))
+    ups = any(b > a_ for a_, b in itertools.pairwise(means))
+    downs = any(b < a_ for a_, b in itertools.pairwise(means))
     if ups and downs:
         shown = ", ".join(
-            f"{a.shown(_value(goal, v.x))}: {format_value(goal.target.metric, v.mean)}" for v in ordered if v.mean is not None
+            f"{a.shown(_value(goal, v.x))}: {format_value(goal.target.metric, v.mean)}"
+            for v in ordered
+            if v.mean is not None
         )
         problems.append(f"{goal.metric.column} goes up and down along {a.name} ({shown})")
     return problems
@@ -191,7 +196,13 @@ def _value(goal: Goal, x: float) -> Any:
 def _explain(goal: Goal, answer: Answer, visits: dict[float, Visit], rows: dict[float, list[dict[str, Any]]]) -> None:
     a = goal.axis
     seeds = len(next(iter(visits.values())).values) if visits else 0
-    across = f"in all {seeds} seeds" if goal.across == "all" and seeds > 1 else "on average over the seeds" if seeds > 1 else ""
+    across = (
+        f"in all {seeds} seeds"
+        if goal.across == "all" and seeds > 1
+        else "on average over the seeds"
+        if seeds > 1
+        else ""
+    )
     target = f"{goal.metric.column.split('.')[0]} {goal.target.expression}"
     metric = goal.target.metric
 
@@ -209,7 +220,10 @@ def _explain(goal: Goal, answer: Answer, visits: dict[float, Visit], rows: dict[
     if answer.found is not None:
         word = "smallest" if goal.want == "smallest" else "largest"
         found = visits[answer.found]
-        sentence = f"The {word} {a.name} in {rng} that meets {target} {across}".rstrip() + f" is {a.shown(_value(goal, answer.found))} ({shown(found)})"
+        sentence = (
+            f"The {word} {a.name} in {rng} that meets {target} {across}".rstrip()
+            + f" is {a.shown(_value(goal, answer.found))} ({shown(found)})"
+        )
         step = -1 if goal.want == "smallest" else 1
         near = [v for v in answer.visits if not v.ok and (v.x - answer.found) * step > 0]
         if near:
@@ -234,7 +248,9 @@ def _explain(goal: Goal, answer: Answer, visits: dict[float, Visit], rows: dict[
         )
 
 
-def _floor(goal: Goal, best: float, worst: float, visits: dict[float, Visit], rows: dict[float, list[dict[str, Any]]]) -> str:
+def _floor(
+    goal: Goal, best: float, worst: float, visits: dict[float, Visit], rows: dict[float, list[dict[str, Any]]]
+) -> str:
     """What keeps the best end of the range from meeting the target, in a sentence."""
     a = goal.axis
     metric = goal.target.metric
@@ -260,7 +276,9 @@ def _floor(goal: Goal, best: float, worst: float, visits: dict[float, Visit], ro
             turned = slowest["turned_away"]
             extra = f"; {turned} sessions were turned away at a capacity limit" if turned else ""
             tried = (
-                f" after its last message was first tried again ({format_duration(60 * round(retry / 60))})" if retry is not None else ""
+                f" after its last message was first tried again ({format_duration(60 * round(retry / 60))})"
+                if retry is not None
+                else ""
             )
             return (
                 f"What sets the floor: at {a.name}={a.shown(_value(goal, best))} the backlog drained "

@@ -22,10 +22,21 @@ from scipy import stats
 __all__ = ["mean_ci", "point_table", "write_table", "read_table"]
 
 
-def mean_ci(values: list[float | None], level: float = 0.95) -> dict[str, float | None]:
-    """Mean, Student's-t confidence interval, min and max of the known *values*."""
+def mean_ci(values: list[float | None], level: float = 0.95, upper: float | None = None) -> dict[str, float | None]:
+    """Mean, Student's-t confidence interval, min and max of the known *values*.
+
+    The interval is kept within what the metric can be: never below 0 for values
+    that are never negative (counts, durations, ratios), never above *upper*.
+    """
     known = [float(v) for v in values if v is not None and not math.isnan(v)]
-    out: dict[str, float | None] = {"mean": None, "ci_low": None, "ci_high": None, "min": None, "max": None, "n": float(len(known))}
+    out: dict[str, float | None] = {
+        "mean": None,
+        "ci_low": None,
+        "ci_high": None,
+        "min": None,
+        "max": None,
+        "n": float(len(known)),
+    }
     if not known:
         return out
     out["min"], out["max"] = min(known), max(known)
@@ -38,12 +49,20 @@ def mean_ci(values: list[float | None], level: float = 0.95) -> dict[str, float 
     if n > 1:
         sd = math.sqrt(sum((v - mean) ** 2 for v in known) / (n - 1))
         half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
-        out["ci_low"], out["ci_high"] = mean - half, mean + half
+        low, high = mean - half, mean + half
+        if min(known) >= 0:
+            low = max(low, 0.0)
+        if upper is not None:
+            high = min(high, upper)
+        out["ci_low"], out["ci_high"] = low, high
     return out
 
 
-def point_table(runs: list[dict[str, Any]], axes: list[str], metrics: list[str]) -> list[dict[str, Any]]:
-    """One row per point (its runs grouped), with each metric's mean, interval, min and max over the seeds."""
+def point_table(
+    runs: list[dict[str, Any]], axes: list[str], metrics: list[str], upper: dict[str, float] | None = None
+) -> list[dict[str, Any]]:
+    """One row per point (its runs grouped), with each metric's mean, interval, min and max over the seeds
+    (*upper*: the largest value a metric can take, by column, e.g. 1 for a ratio)."""
     by_point: dict[int, list[dict[str, Any]]] = {}
     for row in runs:
         by_point.setdefault(row["point"], []).append(row)
@@ -52,7 +71,7 @@ def point_table(runs: list[dict[str, Any]], axes: list[str], metrics: list[str])
         rows = by_point[point]
         entry: dict[str, Any] = {"point": point, **{a: rows[0].get(a) for a in axes}, "runs": len(rows)}
         for m in metrics:
-            summary = mean_ci([r.get(m) for r in rows])
+            summary = mean_ci([r.get(m) for r in rows], upper=(upper or {}).get(m))
             for k in ("mean", "ci_low", "ci_high", "min", "max"):
                 entry[f"{m}.{k}"] = summary[k]
         out.append(entry)
