@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from ..durations import format_duration, parse_duration
@@ -34,7 +34,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-Number = float | str
+Number = int | float | str
 
 
 class RangeSpec(_Model):
@@ -88,6 +88,11 @@ class FindSpec(_Model):
     resolution: Number | None = None
 
 
+def _axis_kind(value: Any) -> str:
+    """An entry of ``axes`` with a ``zip`` key is a zip of axes; anything else is one axis."""
+    return "zip" if isinstance(value, dict) and "zip" in value else "axis"
+
+
 class SweepSpec(_Model):
     """A sweep file as written."""
 
@@ -96,18 +101,21 @@ class SweepSpec(_Model):
     scenario: str
     seeds: int | list[int] = 1
     transport: Literal["memory", "wire"] = "memory"
-    axes: list[ZipSpec | AxisSpec] = Field(default_factory=list)
+    axes: list[Annotated[Annotated[ZipSpec, Tag("zip")] | Annotated[AxisSpec, Tag("axis")], Discriminator(_axis_kind)]] = (
+        Field(default_factory=list)
+    )
     metrics: list[str | dict[str, str]] | dict[str, str] = Field(default_factory=list)
     find: FindSpec | None = None
     keep: bool = False
 
-    @model_validator(mode="after")
-    def _seeds(self) -> SweepSpec:
-        if isinstance(self.seeds, int) and not 1 <= self.seeds <= 10000:
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, seeds: int | list[int]) -> int | list[int]:
+        if isinstance(seeds, int) and not 1 <= seeds <= 10000:
             raise PydanticCustomError("seeds", "seeds is a number of seeds from 1 to 10000, or a list of seeds")
-        if isinstance(self.seeds, list) and (not self.seeds or len(set(self.seeds)) != len(self.seeds)):
+        if isinstance(seeds, list) and (not seeds or len(set(seeds)) != len(seeds)):
             raise PydanticCustomError("seeds", "a list of seeds needs at least one seed and no seed twice")
-        return self
+        return seeds
 
 
 @dataclass(frozen=True)

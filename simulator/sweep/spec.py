@@ -108,7 +108,9 @@ class Sweep:
     def _blame(self, problem: Problem, values: tuple[tuple[Axis, Any], ...]) -> Problem:
         """A variant's problem, told at the line of the axis whose value caused it."""
         loc = tuple(int(p) if p.isdigit() else p for p in problem.path.split(".")) if problem.path else ()
-        guilty = [(a, v) for a, v in values if a.target.touches(loc)] or list(values)
+        touching = [(a, v) for a, v in values if a.target.touches(loc)]
+        # a field set by an axis is more to blame than an outage that moved the entry holding it
+        guilty = [(a, v) for a, v in touching if not a.target.duration] or touching or list(values)
         axis = guilty[0][0]
         setting = ", ".join(f"{a.name}={a.shown(v)}" for a, v in guilty)
         where = f"{problem.path}: " if problem.path else ""
@@ -133,7 +135,7 @@ class Sweep:
             except ScenarioError as exc:
                 problems += exc.problems
         if problems:
-            raise ScenarioError(_dedupe(problems))
+            raise ScenarioError(sorted(_dedupe(problems), key=lambda p: p.line or 0))
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:
@@ -238,8 +240,8 @@ def load_sweep(path: str | Path) -> Sweep:
         groups.append(group)
     axes = [a for g in groups for a in g]
     names = [a.name for a in axes]
-    for a in axes:
-        if names.count(a.name) > 1:
+    for i, a in enumerate(axes):
+        if a.name in names[:i]:
             problems.append(
                 Problem(shown, a.line, a.where, f"two axes are called {a.name!r}; give one a name: (name: ...)")
             )
