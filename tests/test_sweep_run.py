@@ -46,7 +46,6 @@ def plain(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 SAWTOOTH_GRID = f"""\
     name: sawtooth-grid
     scenario: {DATA / "sawtooth.yaml"}
-    keep: true
     axes:
       - {{path: outage(down@mx), values: [1h31m, 2h, 2h11m]}}
     metrics:
@@ -77,12 +76,14 @@ def test_drain_times_worked_out_by_hand(sawtooth):
     assert csv[0]["recovery_drain_time.max.ci_low"] is None  # one seed: no interval
 
 
-def test_kept_runs_have_their_own_results_and_the_report_links_them(sawtooth):
-    kept = sawtooth.out / "runs" / "0001-seed1"
+def test_kept_runs_have_their_own_results_and_the_report_links_them(pool, tmp_path):
+    text = SAWTOOTH_GRID.replace("axes:", "keep: true\n    axes:").replace("[1h31m, 2h, 2h11m]", "[2h]")
+    result = run_sweep(write(tmp_path, text), out=tmp_path / "out", pool=pool)
+    kept = result.out / "runs" / "0000-seed1"
     assert (kept / "messages.csv").read_text().count("\n") == 2  # header and the one message
     assert (kept / "report.html").is_file()
-    page = (sawtooth.out / "report.html").read_text()
-    assert '<a href="runs/0001-seed1/report.html">0001-seed1</a>' in page
+    page = (result.out / "report.html").read_text()
+    assert '<a href="runs/0000-seed1/report.html">0000-seed1</a>' in page
 
 
 GRID = f"""\
@@ -203,7 +204,7 @@ def test_the_cli_prints_the_points_and_resumes(tmp_path):
 
     from simulator.cli import app
 
-    path = write(tmp_path, SAWTOOTH_GRID.replace("keep: true", "keep: false"))
+    path = write(tmp_path, SAWTOOTH_GRID)
     runner = CliRunner()
     first = runner.invoke(app, ["sweep", str(path), "--workers", "1", "--out", str(tmp_path / "out")])
     assert first.exit_code == 0, first.output

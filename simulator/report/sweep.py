@@ -85,6 +85,8 @@ def _figure(
     fig = Figure(figsize=(7.2, 3.6))
     ax = fig.add_subplot()
     ylabel = col + suffix
+    if varying and not any(_finite(p.get(f"{col}.mean")) for p in points):
+        return None
     if not varying:
         values = [r[col] / scale for r in runs if _finite(r.get(col))]
         never_runs = sum(1 for r in runs if isinstance(r.get(col), float) and math.isinf(r[col]))
@@ -149,7 +151,8 @@ def _figure(
                     ax.plot(never, [top * 1.05] * len(never), "x", color="#c62828", label="never (some seed)")
         ax.set_xlabel(a["name"] + xsuffix)
         ax.set_ylabel(ylabel)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     else:
         a, b = varying[0], varying[1]
@@ -292,7 +295,7 @@ def write_sweep_report(folder: str | Path) -> Path:
         figure = _figure(m, axes, points, runs)
         metric_parts.append(f"<h3>{escape(m['column'])}</h3>")
         if figure is None:
-            metric_parts.append("<p>No data in any run.</p>")
+            metric_parts.append("<p>Nothing to draw: no run has a finite value (never reached, or no data).</p>")
             continue
         images += 1
         metric_parts.append(f'<figure><img alt="{escape(m["column"])}" src="data:image/png;base64,{figure}"></figure>')
