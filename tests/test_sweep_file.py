@@ -36,18 +36,20 @@ def test_paths_name_list_entries_by_name_event_at_server_and_note():
     assert parse_target("servers.mx.preference", data).locations == (("servers", 0, "preference"),)
     assert parse_target("senders.slow.traffic.rate", data).locations == (("senders", 1, "traffic", "rate"),)
     assert parse_target("senders.*.count", data).locations == (("senders", 0, "count"), ("senders", 1, "count"))
-    assert parse_target("timeline.fault@mx.fault.per_minute", data).locations == (("timeline", 2, "fault", "per_minute"),)
+    assert parse_target("timeline.fault@mx.fault.per_minute", data).locations == (
+        ("timeline", 2, "fault", "per_minute"),
+    )
     assert parse_target('timeline."back".at', data).locations == (("timeline", 1, "at"),)
     assert parse_target("timeline.1.at", data).locations == (("timeline", 1, "at"),)
 
 
 def test_unknown_entries_say_what_exists():
     data = yaml.safe_load(STORM.read_text())
-    with pytest.raises(PathError, match="no server 'mx2'.*servers are: mx"):
+    with pytest.raises(PathError, match=r"no server 'mx2'.*servers are: mx"):
         parse_target("servers.mx2.preference", data)
-    with pytest.raises(PathError, match="no timeline entry crash@mx; entries are: 0 down@mx, 1 up@mx, 2 fault@mx"):
+    with pytest.raises(PathError, match=r"no timeline entry crash@mx; entries are: 0 down@mx, 1 up@mx, 2 fault@mx"):
         parse_target("timeline.crash@mx.at", data)
-    with pytest.raises(PathError, match="outage\\(\\) starts at a down or crash entry; timeline.1 is up"):
+    with pytest.raises(PathError, match=r"outage\(\) starts at a down or crash entry; timeline\.1 is up"):
         parse_target("outage(up@mx)", data)
 
 
@@ -108,7 +110,9 @@ def test_a_bad_range_is_reported_at_its_line(tmp_path):
     )
     assert problems(path) == [f"{path}:6: axes.1.range: give step (e.g. step: 5) or count (e.g. count: 10), not both"]
     path.write_text(path.read_text().replace("to: 2h}", "to: 2h, count: 3}"))
-    assert problems(path) == [f"{path}:3: axes.0.range: the range runs backwards: from 50 to 5; put the smaller value first"]
+    assert problems(path) == [
+        f"{path}:3: axes.0.range: the range runs backwards: from 50 to 5; put the smaller value first"
+    ]
     path.write_text(path.read_text().replace("from: 50, to: 5", "from: 5, to: 50"))
     sweep = load_sweep(path)
     assert [p.columns() for p in sweep.points][:4] == [
@@ -223,7 +227,10 @@ def test_product_zip_and_seeds_make_the_points(tmp_path):
         "recovery_drain_time.max",
         "delivery_delay{sender:fast}.p(95)",
     ]
-    path = write(tmp_path, "axes:\n  - {path: timeline.fault@mx.fault.per_minute, range: {from: 2, to: 10, step: 4}}\nmetrics: [stranded]\n")
+    path = write(
+        tmp_path,
+        "axes:\n  - {path: timeline.fault@mx.fault.per_minute, range: {from: 2, to: 10, step: 4}}\nmetrics: [stranded]\n",
+    )
     assert [p.columns() for p in load_sweep(path).points] == [{"per_minute": 2}, {"per_minute": 6}, {"per_minute": 10}]
 
 
@@ -232,5 +239,10 @@ def test_the_run_key_changes_with_the_variant_seed_and_version_only():
     a, b = (sweep.variant(p.values) for p in sweep.points[:2])
     again = load_sweep(DATA / "grid.yaml").variant(sweep.points[0].values)
     assert run_key(a, 3, "memory", "1") == run_key(again, 3, "memory", "1")
-    keys = {run_key(a, 3, "memory", "1"), run_key(b, 3, "memory", "1"), run_key(a, 4, "memory", "1"), run_key(a, 3, "memory", "2")}
+    keys = {
+        run_key(a, 3, "memory", "1"),
+        run_key(b, 3, "memory", "1"),
+        run_key(a, 4, "memory", "1"),
+        run_key(a, 3, "memory", "2"),
+    }
     assert len(keys) == 4

@@ -57,18 +57,37 @@ def images(page: Path) -> int:
 
 
 def test_seed_spread_two_axes_and_text_axes_each_get_a_figure(tmp_path):
-    spread = [{"point": 0, "seed": s, "stranded": float(s % 7), "recovery_drain_time.max": 600.0 * s} for s in range(1, 21)]
+    spread = [
+        {"point": 0, "seed": s, "stranded": float(s % 7), "recovery_drain_time.max": 600.0 * s} for s in range(1, 21)
+    ]
     page = fabricate(tmp_path / "spread", [], spread)
     assert images(page) == 2
     assert "over 20 seeds" not in page.read_text()  # titles are inside the figures, not the page
     heat = [
-        {"point": i * 3 + j, "a": a, "b": b, "seed": 1, "stranded": float(a * b), "recovery_drain_time.max": 60.0 * (a + b)}
-        for i, a in enumerate((1, 2)) for j, b in enumerate((10, 20, 30))
+        {
+            "point": i * 3 + j,
+            "a": a,
+            "b": b,
+            "seed": 1,
+            "stranded": float(a * b),
+            "recovery_drain_time.max": 60.0 * (a + b),
+        }
+        for i, a in enumerate((1, 2))
+        for j, b in enumerate((10, 20, 30))
     ]
-    axes = [{"name": "a", "path": "x", "unit": "number", "values": [1, 2]}, {"name": "b", "path": "y", "unit": "number", "values": [10, 20, 30]}]
+    axes = [
+        {"name": "a", "path": "x", "unit": "number", "values": [1, 2]},
+        {"name": "b", "path": "y", "unit": "number", "values": [10, 20, 30]},
+    ]
     assert images(fabricate(tmp_path / "heat", axes, heat)) == 2
-    text = [{"point": i, "policy": p, "seed": s, "stranded": float(i + s), "recovery_drain_time.max": float("inf")} for i, p in enumerate(("postfix", "exim")) for s in (1, 2)]
-    page = fabricate(tmp_path / "text", [{"name": "policy", "path": "z", "unit": "text", "values": ["postfix", "exim"]}], text)
+    text = [
+        {"point": i, "policy": p, "seed": s, "stranded": float(i + s), "recovery_drain_time.max": float("inf")}
+        for i, p in enumerate(("postfix", "exim"))
+        for s in (1, 2)
+    ]
+    page = fabricate(
+        tmp_path / "text", [{"name": "policy", "path": "z", "unit": "text", "values": ["postfix", "exim"]}], text
+    )
     assert images(page) == 1  # a drain time that is never reached has nothing to draw
     assert "Nothing to draw: no run has a finite value" in page.read_text()
 

@@ -157,7 +157,7 @@ def test_goal_on_a_monotone_axis_worked_out_by_hand(pool, tmp_path):
           target: "max<=10m"
         """,
     )
-    ((label, answer),) = run_sweep(path, out=tmp_path / "out", pool=pool).answers
+    ((_label, answer),) = run_sweep(path, out=tmp_path / "out", pool=pool).answers
     assert answer.found == 6660.0
     assert answer.monotone
     assert answer.sentences == [
@@ -167,20 +167,24 @@ def test_goal_on_a_monotone_axis_worked_out_by_hand(pool, tmp_path):
 
 def test_goal_on_a_non_monotone_axis_says_so(pool, tmp_path):
     result = run_sweep(DATA / "sawtooth-find.yaml", out=tmp_path / "out", pool=pool)
-    ((label, answer),) = result.answers
+    ((_label, answer),) = result.answers
     assert not answer.monotone
-    assert answer.sentences[-1].startswith("Not monotone on the values visited: recovery_drain_time.max goes up and down")
+    assert answer.sentences[-1].startswith(
+        "Not monotone on the values visited: recovery_drain_time.max goes up and down"
+    )
     # the search found a boundary, but not the smallest outage that meets the target (50m to 1h do)
     assert answer.found is not None and answer.found > 3600
 
 
 def test_no_capacity_meets_the_target_and_the_retry_schedule_sets_the_floor(pool, tmp_path):
     result = run_sweep(DATA / "floor.yaml", out=tmp_path / "out", pool=pool)
-    ((label, answer),) = result.answers
+    ((_label, answer),) = result.answers
     assert answer.found is None
     assert answer.sentences[0].startswith("No per_minute in [1, 60] meets recovery_drain_time max<=20m in all 2 seeds")
     assert answer.floor is not None
-    assert answer.floor.startswith("What sets the floor: the senders' retry intervals. The last backlog message (slow, ")
+    assert answer.floor.startswith(
+        "What sets the floor: the senders' retry intervals. The last backlog message (slow, "
+    )
     # the slow group retries every 50 minutes: its next try after the recovery is at most 50m away
     minutes = int(answer.floor.split("was next tried ")[1].split("m after")[0])
     assert 20 < minutes <= 50

@@ -187,8 +187,18 @@ def _figure(
         fig.colorbar(image, ax=ax, label=ylabel)
         ax.set_xlabel(a["name"])
         ax.set_ylabel(b["name"])
-        if len(varying) > 2:
-            ax.set_title("averaged over " + ", ".join(o["name"] for o in varying[2:]), fontsize=9)
+        # an axis zipped with a shown one moves with it; only one that varies within a cell is averaged over
+        averaged = [
+            o["name"]
+            for o in varying[2:]
+            if any(
+                len({q.get(o["name"]) for q in points if q[a["name"]] == p[a["name"]] and q[b["name"]] == p[b["name"]]})
+                > 1
+                for p in points
+            )
+        ]
+        if averaged:
+            ax.set_title("averaged over " + ", ".join(averaged), fontsize=9)
     return _png(fig)
 
 

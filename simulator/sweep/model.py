@@ -101,9 +101,9 @@ class SweepSpec(_Model):
     scenario: str
     seeds: int | list[int] = 1
     transport: Literal["memory", "wire"] = "memory"
-    axes: list[Annotated[Annotated[ZipSpec, Tag("zip")] | Annotated[AxisSpec, Tag("axis")], Discriminator(_axis_kind)]] = (
-        Field(default_factory=list)
-    )
+    axes: list[
+        Annotated[Annotated[ZipSpec, Tag("zip")] | Annotated[AxisSpec, Tag("axis")], Discriminator(_axis_kind)]
+    ] = Field(default_factory=list)
     metrics: list[str | dict[str, str]] | dict[str, str] = Field(default_factory=list)
     find: FindSpec | None = None
     keep: bool = False

@@ -187,6 +187,10 @@ def load_sweep(path: str | Path) -> Sweep:
         ) from None
     if not isinstance(data, dict):
         raise ScenarioError([Problem(shown, 1, "", "a sweep is a YAML mapping with scenario, axes, seeds and metrics")])
+    if "scenario" not in data and {"servers", "senders"} <= set(data):
+        raise ScenarioError(
+            [Problem(shown, 1, "", "this is a scenario, not a sweep; a sweep file names it: scenario: " + path.name)]
+        )
     try:
         spec = SweepSpec.model_validate(data)
     except ValidationError as exc:
