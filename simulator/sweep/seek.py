@@ -265,15 +265,20 @@ def _floor(
                     f"(back at {slowest['at'].replace('T', ' ')[:16]}) never drained before the run ended."
                 )
             retry = slowest["last_retry"]
-            if retry is not None and slowest["drained"] <= retry + 60:
+            back = f"{slowest['server']} came back at {slowest['at'].replace('T', ' ')[:16]}"
+            turned = slowest["turned_away"]
+            if retry is not None and (slowest["drained"] <= retry + 60 or retry > goal.target.value):
+                how = (
+                    "and the backlog drained on that attempt"
+                    if slowest["drained"] <= retry + 60
+                    else f"before that attempt the backlog cannot drain ({turned} sessions were also turned away "
+                    "at a capacity limit)"
+                )
                 return (
                     "What sets the floor: the senders' retry intervals. The last backlog message "
                     f"({slowest['last_retry_group']}, {slowest['last_retry_policy']}) was next tried "
-                    f"{format_duration(60 * round(retry / 60))} after {slowest['server']} came back at "
-                    f"{slowest['at'].replace('T', ' ')[:16]}, and the backlog drained on that attempt: "
-                    f"no {a.name} can drain it sooner."
+                    f"{format_duration(60 * round(retry / 60))} after {back}, {how}: no {a.name} can drain it sooner."
                 )
-            turned = slowest["turned_away"]
             extra = f"; {turned} sessions were turned away at a capacity limit" if turned else ""
             tried = (
                 f" after its last message was first tried again ({format_duration(60 * round(retry / 60))})"
