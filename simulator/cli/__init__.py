@@ -320,11 +320,12 @@ def check(
 def report_command(
     results: Annotated[Path, typer.Argument(help="a results folder written by `smtp-outage run`")],
 ) -> None:
-    """Write report.html and its figures (PNG) for an existing RESULTS folder."""
+    """Write report.html and its figures (PNG) for an existing RESULTS folder (a run's or a sweep's)."""
     from ..report import write_report
+    from ..report.sweep import is_sweep_folder, write_sweep_report
 
     try:
-        page = write_report(results)
+        page = write_sweep_report(results) if is_sweep_folder(results) else write_report(results)
     except OutageError as exc:
         raise _fail(exc) from None
     out.print(str(page), markup=False, highlight=False, soft_wrap=True)

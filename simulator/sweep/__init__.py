@@ -241,6 +241,11 @@ def write_sweep(result: SweepResult) -> Path:
     write_table(result.runs, ["point", *axes, "seed", *metrics, "messages", "wall_seconds", "key"], out / "runs")
     ratios = {m.column: 1.0 for m in sweep.metrics if m.threshold.metric.unit == "ratio"}
     result.points = point_table(result.runs, axes, metrics, ratios)
+    if sweep.goal is not None:  # goal points in the order of the grid, then of the searched axis
+        order = {a.name: [a.column(v) for v in a.values] for a in sweep.axes}
+        result.points.sort(
+            key=lambda p: (*(order[n].index(p[n]) if p[n] in order[n] else 0 for n in order), p[sweep.goal.axis.name])  # type: ignore[union-attr]
+        )
     stats = [f"{m}.{k}" for m in metrics for k in ("mean", "ci_low", "ci_high", "min", "max")]
     write_table(result.points, ["point", *axes, "runs", *stats], out / "points")
     kept: dict[int, list[str]] = {}

@@ -212,6 +212,8 @@ def _explain(goal: Goal, answer: Answer, visits: dict[float, Visit], rows: dict[
         known = [x for x in v.values if x is not None]
         if not known:
             return "no data"
+        if min(known) == max(known):
+            return f"{format_value(metric, known[0])} in each"
         return f"{format_value(metric, min(known))} to {format_value(metric, max(known))}"
 
     contradictions = _monotone(goal, answer.visits)

@@ -18,7 +18,8 @@
 Paths are those of ``simulator.sweep.paths``. Every mistake is reported as
 ``sweep.yaml:LINE: where: what to change``; a variant that the scenario
 schema rejects is reported at the line of the axis that made it (with the
-scenario's own message), so the sweep file says where to look.
+scenario's own message), so the sweep file says where to look. The base
+scenario's thresholds are left out of its variants: a sweep reads its own metrics.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ class Sweep:
         if cache_key in self._variants:
             return self._variants[cache_key]
         data = fresh(self.base_data)
+        data.pop("thresholds", None)  # a sweep reads its own metrics; the base's pass/fail checks do not apply
         problems: list[Problem] = []
         for axis, value in values:
             try:
