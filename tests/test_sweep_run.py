@@ -119,7 +119,16 @@ def test_a_dask_local_cluster_gives_the_rows_of_the_process_pool(grid, tmp_path)
         n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
     ) as cluster:
         on_dask = run_sweep(write(tmp_path, GRID), out=tmp_path / "out", scheduler=cluster.scheduler_address)
-    assert plain(on_dask.runs) == plain(grid.runs)
+        assert plain(on_dask.runs) == plain(grid.runs)
+
+        def interrupt(done: int, running: int, total: int) -> None:
+            if done >= 1:
+                raise KeyboardInterrupt
+
+        stopped = run_sweep(
+            write(tmp_path, GRID), out=tmp_path / "again", scheduler=cluster.scheduler_address, progress=interrupt
+        )
+        assert stopped.interrupted and 1 <= len(stopped.runs) < 4
 
 
 def test_ctrl_c_keeps_what_finished_and_resume_runs_the_rest(grid, pool, tmp_path):
@@ -133,6 +142,7 @@ def test_ctrl_c_keeps_what_finished_and_resume_runs_the_rest(grid, pool, tmp_pat
     assert stopped.interrupted
     kept = (tmp_path / "out" / "runs.jsonl").read_text().splitlines()
     assert 1 <= len(kept) < 4
+    assert stopped.ran == len(stopped.runs) == len(kept)
     assert len(pq.read_table(tmp_path / "out" / "runs.parquet").to_pylist()) == len(kept)
     resumed = run_sweep(path, out=tmp_path / "out", pool=pool, resume=True)
     assert not resumed.interrupted

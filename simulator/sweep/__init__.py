@@ -123,7 +123,6 @@ def run_sweep(
     counter = _Counter(progress)
     runs: list[dict[str, Any]] = []
     answers: list[tuple[str, Answer]] = []
-    ran = 0
     next_point = [0]
 
     def task(values: tuple[tuple[Axis, Any], ...], point: int, seed: int, x: float | None = None) -> Task:
@@ -132,11 +131,8 @@ def run_sweep(
         return Task(run_key(scenario, seed, mode, tool), point, seed, scenario, mode, metrics, keep, x)
 
     def carry_out(batch: list[tuple[Task, dict[str, Any]]], the_pool: Pool) -> list[dict[str, Any]]:
-        nonlocal ran
         tasks = [t for t, _ in batch]
-        before = sum(1 for t in tasks if journal.has(t))
         results = {r["key"]: r for r in execute(tasks, the_pool, journal, counter.batch(len(tasks)))}
-        ran += len({t.key for t in tasks}) - before
         counter.finished(len(tasks))
         rows = [_row(t, results[t.key], columns) for t, columns in batch]
         runs.extend(rows)
@@ -176,7 +172,7 @@ def run_sweep(
         if owned:
             the_pool.close(cancel=interrupted)
     result = SweepResult(
-        sweep, target, sorted(runs, key=lambda r: (r["point"], r["seed"])), [], answers, interrupted, ran, mode
+        sweep, target, sorted(runs, key=lambda r: (r["point"], r["seed"])), [], answers, interrupted, journal.added, mode
     )
     result.wall_seconds = time.perf_counter() - started
     write_sweep(result)

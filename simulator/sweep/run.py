@@ -115,7 +115,10 @@ class Pool:
             processes: dict[int, Any] = getattr(self.executor, "_processes", None) or {}
             for process in list(processes.values()):
                 process.terminate()
-            self.executor.shutdown(wait=False, cancel_futures=True)
+            if isinstance(self.executor, ProcessPoolExecutor):
+                self.executor.shutdown(wait=False, cancel_futures=True)
+            else:  # Dask's executor cancels what it holds when it does not wait
+                self.executor.shutdown(wait=False)
         else:
             self.executor.shutdown(wait=True)
         if self._on_close is not None:
@@ -159,6 +162,7 @@ class Journal:
     def __init__(self, path: Path, resume: bool) -> None:
         self.path = path
         self.rows: dict[str, dict[str, Any]] = {}
+        self.added = 0  #: runs recorded since the journal was opened
         path.parent.mkdir(parents=True, exist_ok=True)
         if resume and path.exists():
             for line in path.read_text(encoding="utf-8").splitlines():
@@ -185,6 +189,7 @@ class Journal:
     def add(self, row: dict[str, Any]) -> None:
         """Record a finished run, on disk at once."""
         self.rows[row["key"]] = row
+        self.added += 1
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
 
@@ -209,9 +214,8 @@ def execute(
             yield journal.rows[task.key]
         else:
             todo.setdefault(task.key, task)  # the same variant and seed twice runs once
-    skipped = len(tasks) - len(todo)
-    shown_total = (total or len(tasks)) if total is not None else len(tasks)
-    done_count = skipped
+    done_count = len(tasks) - len(todo)
+    shown_total = total if total is not None else len(tasks)
     futures: dict[Any, Task] = {pool.submit(task): task for task in todo.values()}
     pending = set(futures)
     if progress is not None:
