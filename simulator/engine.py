@@ -193,7 +193,8 @@ class Replay:
         self.env = simpy.Environment()
         self.log = EventLog()
         relays = {s.name for s in scenario.servers if s.relay is not None}
-        self.stores = MailStores([s.name for s in scenario.servers], relays)
+        delivery = {s.name: s.delivery.per_minute for s in scenario.servers if s.delivery is not None}
+        self.stores = MailStores([s.name for s in scenario.servers], relays, delivery)
         self.dns = Dns(scenario.servers)
         self.records: dict[str, MessageRecord] = {}
         self.servers: dict[str, ReceivingServer] = {}
@@ -401,7 +402,7 @@ class Replay:
             for wire in self.wire.values():
                 await wire.stop()
         records = [job.record for job in self.jobs]
-        counts = finalize(records, self.stores.holdings(), len(self.jobs))
+        counts = finalize(records, self.stores.holdings(self.clock.end), len(self.jobs))
         policies: dict[str, tuple[str, float | None]] = {}
         for job in self.jobs:
             policies.setdefault(job.mta.group, (job.mta.policy.label, job.mta.policy.gives_up_after))

@@ -172,7 +172,14 @@ def run_sweep(
         if owned:
             the_pool.close(cancel=interrupted)
     result = SweepResult(
-        sweep, target, sorted(runs, key=lambda r: (r["point"], r["seed"])), [], answers, interrupted, journal.added, mode
+        sweep,
+        target,
+        sorted(runs, key=lambda r: (r["point"], r["seed"])),
+        [],
+        answers,
+        interrupted,
+        journal.added,
+        mode,
     )
     result.wall_seconds = time.perf_counter() - started
     write_sweep(result)

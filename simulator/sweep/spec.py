@@ -36,8 +36,9 @@ import yaml
 from pydantic import ValidationError
 
 from ..errors import Problem, ScenarioError
-from ..loader import line_of, load_scenario, schema_problems
+from ..loader import duplicate_keys, line_of, load_scenario, schema_problems
 from ..scenario import Scenario
+from ..schema.library import resolve
 from ..schema.validate import validate
 from .model import Axis, Goal, MetricSpec, Point, SweepSpec, ZipSpec, column_value, goal_value, show_value
 from .parts import make_axis, make_goal, make_metrics
@@ -189,6 +190,9 @@ def load_sweep(path: str | Path) -> Sweep:
         ) from None
     if not isinstance(data, dict):
         raise ScenarioError([Problem(shown, 1, "", "a sweep is a YAML mapping with scenario, axes, seeds and metrics")])
+    twice = duplicate_keys(root, shown)
+    if twice:
+        raise ScenarioError(twice)
     if "scenario" not in data and {"servers", "senders"} <= set(data):
         raise ScenarioError(
             [Problem(shown, 1, "", "this is a scenario, not a sweep; a sweep file names it: scenario: " + path.name)]
@@ -201,8 +205,12 @@ def load_sweep(path: str | Path) -> Sweep:
     def at(*loc: Any) -> int | None:
         return line_of(root, loc)
 
-    base_path = (path.parent / spec.scenario).resolve()
-    base_shown = str(path.parent / spec.scenario)
+    if spec.scenario.startswith("incident:"):  # a scenario of the incident library
+        base_path = resolve(spec.scenario).resolve()
+        base_shown = str(resolve(spec.scenario))
+    else:
+        base_path = (path.parent / spec.scenario).resolve()
+        base_shown = str(path.parent / spec.scenario)
     try:
         base = load_scenario(base_shown)
     except ScenarioError:
