@@ -51,6 +51,7 @@ class SweepResult:
     interrupted: bool = False
     ran: int = 0  #: runs carried out now (not read back from the journal)
     transport: str = "memory"
+    run_seconds: float = 0.0  #: from the first run submitted to the last one back (pool start-up included)
     wall_seconds: float = 0.0
 
 
@@ -140,6 +141,7 @@ def run_sweep(
 
     owned = pool is None
     the_pool = pool if pool is not None else open_pool(workers, scheduler)
+    running = time.perf_counter()
     interrupted = False
     try:
         if sweep.goal is None:
@@ -181,8 +183,9 @@ def run_sweep(
         journal.added,
         mode,
     )
-    result.wall_seconds = time.perf_counter() - started
+    result.run_seconds = time.perf_counter() - running
     write_sweep(result)
+    result.wall_seconds = time.perf_counter() - started
     return result
 
 
