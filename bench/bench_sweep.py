@@ -20,7 +20,6 @@ import statistics
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,6 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="4 points of a small scenario")
     parser.add_argument("--points", type=int, default=None, help="points (seeds) per configuration")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds; each figure is the median")
     args = parser.parse_args()
     if args.quick:
         scenario, points = ROOT / "tests" / "data" / "sweeps" / "storm.yaml", args.points or 4
@@ -82,11 +82,21 @@ def main() -> None:
             for name, pool in (("one", one), ("two", two), ("dask", dask)):
                 run_sweep(warm, out=folder / f"warm-{name}", pool=pool)
             print(f"{points} points of {scenario.name}, in memory", file=sys.stderr)
-            r1 = measure("process pool, 1 worker", one, sweep, folder)
-            r2 = measure("process pool, 2 workers", two, sweep, folder)
-            rd = measure("Dask LocalCluster, 2", dask, sweep, folder)
+            configs = [
+                ("process pool, 1 worker", one),
+                ("process pool, 2 workers", two),
+                ("Dask LocalCluster, 2", dask),
+            ]
+            seen: dict[str, list[dict[str, float]]] = {label: [] for label, _ in configs}
+            for round_ in range(args.rounds):
+                # alternate the order, so that a busy spell of the machine hits every configuration alike
+                for label, pool in configs if round_ % 2 == 0 else configs[::-1]:
+                    seen[label].append(measure(label, pool, sweep, folder / f"round{round_}"))
             for pool in (one, two, dask):
                 pool.close()
+    r1, r2, rd = ({k: statistics.median(m[k] for m in seen[label]) for k in seen[label][0]} for label, _ in configs)
+    if args.rounds > 1:
+        print(f"medians of {args.rounds} interleaved rounds", file=sys.stderr)
     print(f"| {points} points of {scenario.name} | wall | per point | overhead per point | ratio |")
     print("|---|---|---|---|---|")
     print(f"| process pool, 1 worker | {r1['wall']:.1f} s | {r1['point']:.2f} s | {100 * r1['overhead']:.1f}% | |")
