@@ -130,8 +130,16 @@ def _quiet_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+"""Set for worker processes (as Dask's nanny does): a run is single-threaded Python, and numerical
+libraries' idle threads spinning beside several workers made each run several times slower."""
+
+
 def local_pool(workers: int | None = None) -> Pool:
-    """A process pool on this machine (spawned worker processes that ignore Ctrl-C)."""
+    """A process pool on this machine (spawned worker processes that ignore Ctrl-C, numerical libraries
+    single-threaded unless the environment says otherwise)."""
+    for name, value in ONE_THREAD.items():
+        os.environ.setdefault(name, value)  # inherited by the workers, which are spawned on demand
     slots = workers or os.cpu_count() or 1
     executor = ProcessPoolExecutor(slots, mp_context=get_context("spawn"), initializer=_quiet_worker)
     return Pool(executor, slots)
