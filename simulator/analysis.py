@@ -9,7 +9,8 @@ question from it: final-state counts overall, per window and per sender
 group, delivery delays, each server's state over time, where each message
 was meant to go (the same MX model the engine routes with), recovery storms
 with the backlog in senders' queues and on backup MX hosts, capacity
-turn-aways, duplicates and bounce reasons. ``summary.json``, ``timeline.json``,
+turn-aways, duplicates and bounce reasons, and foreign sessions (traffic
+from outside the run, kept apart from the ledger). ``summary.json``, ``timeline.json``,
 thresholds, the CLI tables, ``compare`` and the report all read these.
 
 It never runs the engine or a retry policy: what a policy would do (the time
@@ -39,6 +40,7 @@ from .events import (
     Event,
     FaultClearedEvent,
     FaultEvent,
+    ForeignEvent,
     RelayedEvent,
     ReplyEvent,
     RestoreEvent,
@@ -148,6 +150,7 @@ class Analysis:
         relay_left: dict[str, float] = {}
         turned_away: list[tuple[float, str]] = []
         faults: list[FaultEvent | FaultClearedEvent] = []
+        foreign: list[ForeignEvent] = []
         for event in facts.events:
             if isinstance(event, AttemptEvent):
                 attempts.append((event.t, event.server))
@@ -163,6 +166,8 @@ class Analysis:
                 dns.append((event.t, event.domain, list(event.mx)))
             elif isinstance(event, (FaultEvent, FaultClearedEvent)):
                 faults.append(event)
+            elif isinstance(event, ForeignEvent):
+                foreign.append(event)
             else:
                 mark = mark_of(event)
                 if mark is not None:
@@ -173,6 +178,7 @@ class Analysis:
         self.relay_left = relay_left
         self.turned_away_at = turned_away
         self.fault_events = faults
+        self.foreign_sessions = foreign
         hosts = [MxHost(s.name, s.domains, s.preference, s.relay) for s in facts.servers]
         self.routes = MxHistory(hosts, dns)
         self.relays = self.routes.relays
@@ -296,6 +302,18 @@ class Analysis:
         found = Counter(server for _, server in self.turned_away_at)
         return {name: found.get(name, 0) for name in self.servers}
 
+    @cached_property
+    def foreign(self) -> dict[str, dict[str, int]]:
+        """Per server: foreign sessions (connections the engine did not open), the messages they got a
+        250 for (kept apart, never in the ledger), and how many of those named a message of the run."""
+        out = {name: {"sessions": 0, "messages": 0, "run_ids": 0} for name in self.servers}
+        for e in self.foreign_sessions:
+            tally = out.setdefault(e.server, {"sessions": 0, "messages": 0, "run_ids": 0})
+            tally["sessions"] += 1
+            tally["messages"] += e.messages
+            tally["run_ids"] += e.run_ids
+        return out
+
     # ------------------------------------------------------------ routing and time
     def domain_of(self, record: MessageRecord) -> str:
         """The recipient's domain."""
@@ -392,6 +410,7 @@ class Analysis:
             "duplicates": self.duplicates,
             "bounces": self.bounces,
             "turned_away": self.turned_away,
+            "foreign": self.foreign,
             "delivery_delay": self.delays,
             "recoveries": self.recoveries,
         }

@@ -9,6 +9,7 @@ them through the time-frozen ``Bridge`` and returns a ``RunResult``.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections.abc import Callable, Generator
@@ -22,10 +23,19 @@ from .bridge import Bridge
 from .clock import SimClock
 from .delivery import Couriers, HostProbes, Job, Mta, deliver, with_client_timeouts
 from .errors import RunError
-from .events import AcceptedEvent, BounceEvent, Event, EventLog, RelayedEvent, ReplyEvent, WarningEvent
+from .events import (
+    AcceptedEvent,
+    BounceEvent,
+    Event,
+    EventLog,
+    ForeignEvent,
+    RelayedEvent,
+    ReplyEvent,
+    WarningEvent,
+)
 from .faults import SessionPlan
 from .ledger import MessageRecord, finalize
-from .policies import Decision, build_policy
+from .policies import Decision, Timeouts, build_policy
 from .receiver import Mode, ReceivingServer, SessionContext
 from .results import RunResult
 from .routing import Dns, Resolver, hosts_to_try
@@ -220,6 +230,7 @@ class Replay:
         self.keeper = _Keeper(self)
         self.probes = HostProbes(self.env)
         self._relay_inbox: list[tuple[str, str, float]] = []
+        self._late: list[tuple[SessionPlan, ReceivingServer, SessionContext, Timeouts]] = []
         self._stamp_at = -1.0
         self._stamp: dict[str, Any] = {}
 
@@ -250,11 +261,15 @@ class Replay:
         if not job.content:
             job.content = self.content(r)
         mail_from = r.originator  # a relay forwards with the original envelope sender
-        plan = None
+        ctx = SessionContext(r.message_id, mail_from, r.recipient)
         if server.listening:
-            plan = with_client_timeouts(
-                server.plan(SessionContext(r.message_id, mail_from, r.recipient)), job.mta.policy.timeouts
-            )
+            plan = with_client_timeouts(server.plan(ctx), job.mta.policy.timeouts)
+        else:
+            # Down now; the timeline may bring it up later in this instant. The session is
+            # planned when it goes on the wire (``_plan_late``): every session the engine
+            # opens is announced, so none is taken for foreign traffic.
+            plan = SessionPlan()
+            self._late.append((plan, server, ctx, job.mta.policy.timeouts))
         address = self.wire[host].address if self.wire else (LOOPBACK, 0)
         attempt = Attempt(
             message_id=r.message_id,
@@ -342,11 +357,42 @@ class Replay:
         ).encode("ascii")
 
     # ------------------------------------------------------------------ run
+    def _plan_late(self) -> None:
+        """Plan, in submission order, the sessions submitted to a server that was down then and is up now."""
+        late, self._late = self._late, []
+        for plan, server, ctx, timeouts in late:
+            if server.listening:
+                made = with_client_timeouts(server.plan(ctx), timeouts)
+                for f in dataclasses.fields(made):
+                    setattr(plan, f.name, getattr(made, f.name))
+
     async def _before_flush(self) -> None:
+        self._plan_late()
         for wire in self.wire.values():
             await wire.reconcile()
 
+    def _log_foreign(self) -> None:
+        """Log the foreign sessions that ended: outside traffic, kept apart from the ledger."""
+        for name, server in self.servers.items():
+            for s in sorted(server.foreign.take_ended(), key=lambda s: s.number):
+                self.log.emit(
+                    ForeignEvent(
+                        **self.stamp(),
+                        server=name,
+                        session=s.number,
+                        peer=s.peer,
+                        connected=self.clock.iso(s.at),
+                        received=s.received,
+                        messages=s.messages,
+                        run_ids=sum(1 for m in s.message_ids if m in self.records),
+                        turned_away=s.turned_away,
+                        ended=s.ended,
+                        error=s.error,
+                    )
+                )
+
     def _after_flush(self) -> None:
+        self._log_foreign()
         for server in self.servers.values():
             if server.errors:
                 error = server.errors[0]
@@ -400,6 +446,7 @@ class Replay:
         finally:
             for wire in self.wire.values():
                 await wire.stop()
+        self._log_foreign()
         records = [job.record for job in self.jobs]
         counts = finalize(records, self.stores.holdings(), len(self.jobs))
         policies: dict[str, tuple[str, float | None]] = {}

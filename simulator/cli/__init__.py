@@ -128,6 +128,15 @@ def render(run: Run, console: Console) -> None:
         )
     )
     _delay_and_recovery_tables(a, console)
+    outside = {name: f for name, f in a.foreign.items() if f["sessions"]}
+    if outside:
+        where = ", ".join(
+            f"{f['sessions']} at {name} ({f['messages']} message(s) kept apart)" for name, f in outside.items()
+        )
+        console.print(
+            f"Foreign sessions (connections the run did not open): {where}; they change no row of the ledger.",
+            highlight=False,
+        )
     stranded = a.counts["stranded"]
     if stranded:
         console.print(
