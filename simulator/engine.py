@@ -46,10 +46,31 @@ from .traffic import Arrival, csv_arrivals, poisson_arrivals
 from .transport import Attempt, MemoryTransport, Outcome, SmtpTransport, Transport
 from .wire import LOOPBACK, WireServer
 
-__all__ = ["Replay", "Progress"]
+__all__ = ["Replay", "Progress", "Interrupt"]
 
 Progress = Callable[[float, float], None]
 """Called with (simulated seconds done, simulated seconds in all)."""
+
+
+class Interrupt:
+    """Asks a running replay to stop at the end of the current simulated instant.
+
+    A signal handler calls ``request("SIGINT")``; the replay then ends with
+    what it has: the messages submitted so far, each in its state at that
+    instant (``queued`` for those still being retried), and a result marked
+    ``interrupted_by`` with its ``stopped_at`` time.
+    """
+
+    def __init__(self) -> None:
+        self.reason = ""
+
+    def request(self, reason: str) -> None:
+        """Stop at the end of the current instant; *reason* names why (the first request wins)."""
+        self.reason = self.reason or reason
+
+    def requested(self) -> bool:
+        """Whether a stop was asked for."""
+        return bool(self.reason)
 
 
 class _Keeper:
@@ -192,6 +213,7 @@ class Replay:
         seed: int | None = None,
         transport: str = "wire",
         progress: Progress | None = None,
+        interrupt: Interrupt | None = None,
     ) -> None:
         if transport not in ("wire", "memory"):
             raise ValueError("transport is 'wire' or 'memory'")
@@ -199,6 +221,7 @@ class Replay:
         self.seed = scenario.seed if seed is None else seed
         self.transport_kind = transport
         self.progress = progress
+        self.interrupt = interrupt
         self.clock = SimClock(scenario.clock)
         self.env = simpy.Environment()
         self.log = EventLog()
@@ -442,13 +465,22 @@ class Replay:
             end = self.clock.end
             progress = self.progress
             report = (lambda now: progress(now, end)) if progress is not None else None
-            await self.bridge.drive(end, self._before_flush, self._after_flush, report)
+            interrupt = self.interrupt
+            stopped = await self.bridge.drive(
+                end,
+                self._before_flush,
+                self._after_flush,
+                report,
+                interrupt.requested if interrupt is not None else None,
+            )
         finally:
             for wire in self.wire.values():
                 await wire.stop()
         self._log_foreign()
-        records = [job.record for job in self.jobs]
-        counts = finalize(records, self.stores.holdings(), len(self.jobs))
+        now = self.env.now
+        # Interrupted: the messages submitted so far, each as it stands at this instant.
+        records = [job.record for job in self.jobs if not stopped or job.record.submitted_at <= now]
+        counts = finalize(records, self.stores.holdings(), len(records))
         policies: dict[str, tuple[str, float | None]] = {}
         for job in self.jobs:
             policies.setdefault(job.mta.group, (job.mta.policy.label, job.mta.policy.gives_up_after))
@@ -469,4 +501,6 @@ class Replay:
             transport=self.transport_kind,
             notifications=self.keeper.notifications,
             policies=policies,
+            interrupted_by=interrupt.reason if stopped and interrupt is not None else "",
+            stopped_at=now if stopped else None,
         )

@@ -24,7 +24,7 @@ from ..clock import SimClock
 from ..errors import Problem, ScenarioError
 from ..events import AttemptEvent, Event, read_events
 from ..ledger import MessageRecord
-from ..results import read_messages
+from ..results import read_messages, require_complete
 
 __all__ = ["ReportData", "load_results", "REQUIRED"]
 
@@ -163,9 +163,11 @@ def _facts_without_timeline(
 def load_results(folder: str | Path) -> ReportData:
     """Read a results folder written by ``smtp-outage run``.
 
-    Raises ``ScenarioError`` (bad input) when a required file is missing or unreadable.
+    Raises ``ScenarioError`` (bad input) when a required file is missing or
+    unreadable, or when the folder holds a run that is not complete.
     """
     folder = Path(folder)
+    require_complete(folder, "a report")
     missing = [name for name in REQUIRED if not (folder / name).is_file()]
     if missing:
         raise ScenarioError(
