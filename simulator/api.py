@@ -237,10 +237,11 @@ async def run_scenario_async(
 
 
 def _check(scenario: Scenario) -> None:
-    """Validate a scenario built in code as the loader validates a file."""
-    from .errors import ScenarioError
+    """Validate a scenario built in code as the loader validates a file (once: a loaded one is not read again)."""
     from .schema.validate import validate
 
+    if scenario.validated:
+        return
     problems = validate(scenario)
     if problems:
         raise ScenarioError(problems)
