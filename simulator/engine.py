@@ -226,7 +226,8 @@ class Replay:
         self.env = simpy.Environment()
         self.log = EventLog()
         relays = {s.name for s in scenario.servers if s.relay is not None}
-        self.stores = MailStores([s.name for s in scenario.servers], relays)
+        delivery = {s.name: s.delivery.per_minute for s in scenario.servers if s.delivery is not None}
+        self.stores = MailStores([s.name for s in scenario.servers], relays, delivery)
         self.dns = Dns(scenario.servers)
         self.records: dict[str, MessageRecord] = {}
         self.servers: dict[str, ReceivingServer] = {}
@@ -480,7 +481,7 @@ class Replay:
         now = self.env.now
         # Interrupted: the messages submitted so far, each as it stands at this instant.
         records = [job.record for job in self.jobs if not stopped or job.record.submitted_at <= now]
-        counts = finalize(records, self.stores.holdings(), len(records))
+        counts = finalize(records, self.stores.holdings(now if stopped else self.clock.end), len(records))
         policies: dict[str, tuple[str, float | None]] = {}
         for job in self.jobs:
             policies.setdefault(job.mta.group, (job.mta.policy.label, job.mta.policy.gives_up_after))

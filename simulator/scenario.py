@@ -44,6 +44,8 @@ __all__ = [
     "TimelineEvent",
     "DOWN_MODES",
     "RelaySpec",
+    "DeliverySpec",
+    "SourceSpec",
 ]
 
 DOWN_MODES = ("refuse", "blackhole", "unreachable", "tempfail")
@@ -159,6 +161,19 @@ class ServerSpec(_Model):
     initially: Literal["up", "refuse", "blackhole", "unreachable", "tempfail"] = "up"
     preference: StrictInt = Field(10, ge=0, le=65535, description="MX preference: lower is tried first")
     relay: RelaySpec | None = None
+    delivery: DeliverySpec | None = None
+
+
+class DeliverySpec(_Model):
+    """The server's internal delivery from its queue to the mailboxes: ``per_minute`` messages per simulated minute.
+
+    Without it, mail accepted with a 250 is readable at once. With it, mail
+    waits its turn (first in, first out), so a burst is readable late even
+    when every session got its 250 at once; a ``delivery-queue`` fault slows
+    it further for a while.
+    """
+
+    per_minute: float = Field(gt=0.0, description="messages per simulated minute into the mailboxes")
 
 
 class RelaySpec(_Model):
@@ -360,6 +375,16 @@ class EngineSpec(_Model):
         return value
 
 
+class SourceSpec(_Model):
+    """A public report the scenario encodes: its title, address and date, and the sentences taken from it."""
+
+    title: str = Field(min_length=1)
+    url: str = Field(min_length=1)
+    published: date | None = None
+    via: str | None = Field(None, description="where the text was read, when not at url (an archive, a quotation)")
+    quotes: list[str] = Field(default_factory=list)
+
+
 class Scenario(_Model):
     """A whole incident: clock, servers, timeline, senders, windows, thresholds (``simulator.thresholds``)."""
 
@@ -373,6 +398,7 @@ class Scenario(_Model):
     windows: list[WindowSpec] = Field(default_factory=list)
     engine: EngineSpec = EngineSpec()
     thresholds: dict[str, ThresholdList] = Field(default_factory=dict)
+    sources: list[SourceSpec] = Field(default_factory=list)
 
     _source: Path | None = PrivateAttr(None)
     _validated: int = PrivateAttr(0)

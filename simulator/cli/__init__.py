@@ -174,7 +174,9 @@ def render(run: Run, console: Console) -> None:
     console.print(_state_table("By submission time", "sent or received", [(w.label, w.counts) for w in a.windows]))
     console.print(
         _state_table(
-            "By sender", "sender group (policy)", [(f"{g} ({a.policy_of(g)})", c) for g, c in a.by_group.items()]
+            "By sender",
+            "sender group (policy)",
+            [(g if a.policy_of(g) == g else f"{g} ({a.policy_of(g)})", c) for g, c in a.by_group.items()],
         )
     )
     _delay_and_recovery_tables(a, console)
@@ -467,3 +469,4 @@ def main() -> None:
 
 # Further commands live in modules of this package (simulator/cli/<name>.py), each
 # registering itself on ``app`` when imported here, one line per module.
+from . import incidents as _incidents  # noqa: E402,F401  (smtp-outage incidents)

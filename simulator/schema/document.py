@@ -8,14 +8,13 @@ built (a ``!!python/...`` tag is an error). Before anything is constructed,
 the tree is checked for what a hand-written scenario never holds and a
 hostile one might:
 
-* a key given twice in one mapping (YAML says keys are unique; PyYAML would
-  silently keep the last);
 * nesting deeper than ``MAX_DEPTH`` levels;
 * aliases that expand the document far beyond its own size (an "alias
   bomb"): more than ``MAX_EXPANSION`` values, or a recursive alias;
 * a number longer than ``MAX_DIGITS`` digits.
 
 Each is a ``DocumentError`` with the 1-based line of the node at fault.
+(A key given twice in one mapping is reported by the loader, with its path.)
 """
 
 from __future__ import annotations
@@ -39,7 +38,6 @@ MAX_DIGITS = 100
 
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
-_MERGE = "tag:yaml.org,2002:merge"
 
 
 class DocumentError(ValueError):
@@ -85,26 +83,11 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return [n for pair in node.value for n in pair]
 
 
-def _check_node(node: yaml.Node) -> None:
-    if isinstance(node, yaml.ScalarNode):
-        if node.tag in (_INT, _FLOAT) and len(node.value) > MAX_DIGITS:
-            raise DocumentError(
-                _line(node), f"a number of {len(node.value)} characters; numbers here have at most {MAX_DIGITS}"
-            )
-        return
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[tuple[str, str], yaml.Node] = {}
-        for key, _ in node.value:
-            if not isinstance(key, yaml.ScalarNode) or key.tag == _MERGE:
-                continue
-            if (key.tag, key.value) in seen:
-                first = seen[(key.tag, key.value)]
-                raise DocumentError(
-                    _line(key),
-                    f"the key {key.value[:60]!r} is given twice in this mapping (first on line {_line(first)}); "
-                    "keep one",
-                )
-            seen[(key.tag, key.value)] = key
+def _check_number(node: yaml.Node) -> None:
+    if len(node.value) > MAX_DIGITS:
+        raise DocumentError(
+            _line(node), f"a number of {len(node.value)} characters; numbers here have at most {MAX_DIGITS}"
+        )
 
 
 def check(root: yaml.Node) -> None:
@@ -141,14 +124,12 @@ def check(root: yaml.Node) -> None:
         distinct += 1
         if isinstance(node, scalar):
             if node.tag in (_INT, _FLOAT):
-                _check_node(node)
+                _check_number(node)
             size[key] = height[key] = 1
             continue
         if key in entered:
             raise DocumentError(_line(node), "an alias refers to a node that contains it (a recursive alias)")
         entered.add(key)
-        if isinstance(node, yaml.MappingNode):
-            _check_node(node)
         children = _children(node)
         stack.append((node, children))
         stack.extend((child, None) for child in reversed(children) if id(child) not in size)

@@ -21,6 +21,7 @@ from ..scenario import (
     CrashEvent,
     DiskLostEvent,
     DnsEvent,
+    FaultEvent,
     RecoverDiskEvent,
     RestoreEvent,
     Scenario,
@@ -111,6 +112,14 @@ def check_semantics(s: Scenario) -> list[tuple[tuple[Any, ...], str]]:
         for domain in server.domains:
             domains.setdefault(domain, []).append(server)
     for i, server in enumerate(s.servers):
+        if server.relay is not None and server.delivery is not None:
+            errors.append(
+                (
+                    ("servers", i, "delivery"),
+                    f"{server.name} is a backup MX: it forwards mail and delivers to no "
+                    "mailbox, so delivery does not apply; remove it or the relay",
+                )
+            )
         if server.relay is not None:
             better = [
                 o for d in server.domains for o in domains[d] if o.preference < server.preference and o.relay is None
@@ -156,6 +165,18 @@ def check_semantics(s: Scenario) -> list[tuple[tuple[Any, ...], str]]:
             )
             continue
         name = ev.server
+        if (
+            isinstance(ev, FaultEvent)
+            and ev.fault.kind == "delivery-queue"
+            and s.servers[names[name]].relay is not None
+        ):
+            errors.append(
+                (
+                    ("timeline", i, "fault", "kind"),
+                    f"{name} is a backup MX: it delivers to no mailbox, so a "
+                    "delivery-queue fault does not apply; put it on the server that holds the mailboxes",
+                )
+            )
         until = getattr(ev, "until", None)
         if until is not None and until <= ev.at:
             errors.append(
