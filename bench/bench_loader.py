@@ -68,7 +68,9 @@ def main() -> int:
         path = Path(folder) / "large.yaml"
         text = scenario_text(args.entries)
         path.write_text(text, encoding="utf-8")
-        print(f"{args.entries:,} timeline entries, {len(text) / 2**20:.1f} MB; parser: {LOADER.__name__}", file=sys.stderr)
+        print(
+            f"{args.entries:,} timeline entries, {len(text) / 2**20:.1f} MB; parser: {LOADER.__name__}", file=sys.stderr
+        )
 
         def reference() -> None:
             yaml.compose(text, Loader=yaml.SafeLoader)

@@ -167,9 +167,9 @@ def prepare_results(out_dir: str | Path, scenario_name: str, seed: int) -> Path:
     out = Path(out_dir)
     if not str(out_dir).strip():
         raise _bad_folder(out, "the name is empty; give a folder such as results/my-run")
-    if out.exists() and not out.is_dir():
-        raise _bad_folder(out, "it is a file, not a folder; choose another --out or remove the file")
     try:
+        if out.exists() and not out.is_dir():
+            raise _bad_folder(out, "it is a file, not a folder; choose another --out or remove the file")
         out.mkdir(parents=True, exist_ok=True)
         for name in (*OUTPUT_FILES, *REPORT_FILES):
             path = out / name

@@ -45,6 +45,11 @@ def load_scenario(path: str | Path, *, seed: int | None = None) -> Scenario:
     text = _read(path, shown)
     try:
         document = parse(text)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow, at an offset
+        at = text.count("\n", 0, exc.position) + 1
+        raise ScenarioError(
+            [Problem(shown, at, "", f"not valid YAML: character #x{exc.character:04x}: {exc.reason}")]
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -130,7 +135,11 @@ def _read(path: Path, shown: str) -> str:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
-        hint = " (it looks like UTF-16: save it as UTF-8)" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        hint = ""
+        if raw[:4] in (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff"):
+            hint = " (it looks like UTF-32: save it as UTF-8)"
+        elif raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            hint = " (it looks like UTF-16: save it as UTF-8)"
         raise ScenarioError(
             [Problem(shown, line, "", f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start}{hint}")]
         ) from None
