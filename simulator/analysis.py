@@ -96,6 +96,8 @@ class RunFacts:
     wall_seconds: float = 0.0
     notifications: int = 0
     sources: tuple[dict[str, Any], ...] = ()
+    interrupted_by: str = ""  #: what stopped the run before the clock's end (``SIGINT``, ``SIGTERM``)
+    stopped_at: float | None = None  #: when an interrupted run stopped, in simulated seconds
     """The public reports the scenario encodes: ``title``, ``url``, ``published``, ``via``, ``quotes``."""
 
 
@@ -107,11 +109,16 @@ class Window:
     start: float
     end: float
     counts: dict[str, int]
+    closed: bool = False  #: the window reaches the clock's end and holds mail sent at that very instant
 
     @property
     def total(self) -> int:
         """Messages submitted in the window."""
         return sum(self.counts.values())
+
+    def holds(self, t: float) -> bool:
+        """Whether mail submitted at *t* belongs to the window: ``[start, end)``, or ``[start, end]`` when closed."""
+        return self.start <= t < self.end or (self.closed and t == self.end)
 
 
 def mark_of(event: Event) -> dict[str, Any] | None:
@@ -246,12 +253,17 @@ class Analysis:
         """The windows of submission time with the states of their mail."""
         out = []
         for label, lo, hi in self.facts.windows:
-            out.append(Window(label, lo, hi, _counts([r for r in self.records if lo <= r.submitted_at < hi])))
+            shape = Window(label, lo, hi, {}, closed=hi >= self.end)
+            out.append(Window(label, lo, hi, _counts(self.sent_in(shape)), closed=shape.closed))
         return out
+
+    def sent_in(self, window: Window) -> list[MessageRecord]:
+        """The messages submitted in *window*."""
+        return [r for r in self.records if window.holds(r.submitted_at)]
 
     def window_of(self, t: float) -> str:
         """The label of the first window containing submission time *t*."""
-        return next((w.label for w in self.windows if w.start <= t < w.end), "")
+        return next((w.label for w in self.windows if w.holds(t)), "")
 
     @cached_property
     def by_group(self) -> dict[str, dict[str, int]]:
@@ -452,7 +464,16 @@ class Analysis:
             "foreign": self.foreign,
             "delivery_delay": self.delays,
             "recoveries": self.recoveries,
+            **self.status,
         }
+
+    @property
+    def status(self) -> dict[str, str]:
+        """``status``: ``complete``, or ``partial`` with ``interrupted_by`` and ``stopped_at`` (an interrupted run)."""
+        f = self.facts
+        if not f.interrupted_by:
+            return {"status": "complete"}
+        return {"status": "partial", "interrupted_by": f.interrupted_by, "stopped_at": self.clock.iso(f.stopped_at)}
 
     def timeline_document(self) -> dict[str, Any]:
         """``timeline.json``: what a report needs about the incident, besides the ledger and the events."""
@@ -539,7 +560,7 @@ class Analysis:
         """Final-state counts per sender group within each window, in the order of ``windows``."""
         out = []
         for w in self.windows:
-            inside = [r for r in self.records if w.start <= r.submitted_at < w.end]
+            inside = self.sent_in(w)
             out.append({g: _counts(mine) for g in self.groups if (mine := [r for r in inside if r.group == g])})
         return out
 

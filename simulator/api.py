@@ -94,6 +94,8 @@ def facts_of(result: RunResult) -> RunFacts:
         transport=result.transport,
         wall_seconds=result.wall_seconds,
         notifications=len(result.notifications),
+        interrupted_by=result.interrupted_by,
+        stopped_at=result.stopped_at,
         sources=tuple(source.model_dump(mode="json", exclude_none=True) for source in scenario.sources),
     )
 
@@ -119,12 +121,7 @@ class Run(RunResult):
 
     def summary(self) -> dict[str, Any]:
         """The content of ``summary.json``, with the run's ``status`` (and, when partial, why and when it stopped)."""
-        summary = self.analysis.summary()
-        summary["status"] = self.status
-        if self.interrupted_by:
-            summary["interrupted_by"] = self.interrupted_by
-            summary["stopped_at"] = self.clock.iso(self.stopped_at)
-        return summary
+        return self.analysis.summary()
 
     def thresholds(self) -> list[Outcome]:
         """The scenario's thresholds checked against this run (a complete run: ``ScenarioError`` otherwise)."""

@@ -77,13 +77,6 @@ def _timestamp(value: Any) -> Any:
         raise PydanticCustomError(
             "timestamp", "expected a timestamp such as 2011-10-26 10:38, got {value}", {"value": repr(value)}
         )
-    if when.tzinfo is not None:
-        raise PydanticCustomError(
-            "timestamp",
-            "{value} has a UTC offset; write it without one: every time in a scenario is read in its clock "
-            "(local time, or clock.timezone)",
-            {"value": repr(str(value))},
-        )
     return when
 
 

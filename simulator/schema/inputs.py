@@ -248,9 +248,13 @@ def _row(
     except ValueError:
         problems.append(("at", f"expected a timestamp such as 2011-10-26 10:38, got {raw_at!r}"))
     else:
-        if when.tzinfo is not None:
+        if when.tzinfo is not None and clock.zone is None:
             problems.append(
-                ("at", f"{raw_at!r} has a UTC offset; write it without one: it is read in the scenario's clock")
+                (
+                    "at",
+                    f"{raw_at!r} has a UTC offset, but the scenario's clock has no timezone, so the offset would be "
+                    "dropped; remove it, or set clock.timezone",
+                )
             )
             return problems
         t = clock.seconds(when)

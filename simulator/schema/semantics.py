@@ -10,8 +10,11 @@ traffic and windows fall inside the clock, thresholds can be read.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
+
+from pydantic import BaseModel
 
 from ..scenario import (
     MAX_CLOCK_DAYS,
@@ -90,9 +93,50 @@ def _traffic_window(clock: Clock, t: TrafficSpec, loc: tuple[Any, ...]) -> list[
     return errors
 
 
+def _timestamps(node: Any, loc: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], datetime]]:
+    """Every timestamp of a scenario, with its location as the file writes it (``windows.0.from``)."""
+    if isinstance(node, datetime):
+        yield loc, node
+    elif isinstance(node, BaseModel):
+        for name, info in type(node).model_fields.items():
+            yield from _timestamps(getattr(node, name), (*loc, info.alias or name))
+    elif isinstance(node, (list, tuple)):
+        for i, item in enumerate(node):
+            yield from _timestamps(item, (*loc, i))
+
+
+def _offsets(s: Scenario) -> list[tuple[tuple[Any, ...], str]]:
+    """Times with a UTC offset must have a clock that can place them, and not be mixed with times without one."""
+    found = list(_timestamps(s))
+    aware = [(loc, when) for loc, when in found if when.tzinfo is not None]
+    if not aware:
+        return []
+    if s.clock.timezone is None:
+        return [
+            (
+                loc,
+                f"{when.isoformat(sep=' ')} has a UTC offset, but the clock has no timezone, so the offset would be "
+                "dropped; remove it, or set clock.timezone",
+            )
+            for loc, when in aware[:5]
+        ]
+    if len(aware) < len(found):
+        loc, when = next((loc, when) for loc, when in found if when.tzinfo is None)
+        return [
+            (
+                loc,
+                f"{when.isoformat(sep=' ')} has no UTC offset while other times here have one; "
+                "write every time one way (without an offset, a time is read in clock.timezone)",
+            )
+        ]
+    return []
+
+
 def check_semantics(s: Scenario) -> list[tuple[tuple[Any, ...], str]]:
     """Cross-field rules; returns ``(location, message)`` pairs (empty when all is well)."""
-    errors: list[tuple[tuple[Any, ...], str]] = []
+    errors: list[tuple[tuple[Any, ...], str]] = _offsets(s)
+    if errors:
+        return errors  # times with and without offsets cannot be compared
     if s.clock.end <= s.clock.start:
         errors.append((("clock", "end"), f"end ({s.clock.end}) must be after start ({s.clock.start})"))
     elif s.clock.end - s.clock.start > timedelta(days=MAX_CLOCK_DAYS):
