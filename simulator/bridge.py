@@ -73,12 +73,16 @@ class Bridge:
         before_flush: Callable[[], Awaitable[None]],
         after_flush: Callable[[], None],
         progress: Callable[[float], None] | None = None,
-    ) -> None:
+        stop: Callable[[], bool] | None = None,
+    ) -> bool:
         """Run the simulation to *until*, flushing attempts at the end of each instant.
 
         *before_flush* brings the servers' listeners in line with the model
         (timeline changes of this instant); *after_flush* checks for server
-        errors. *progress* gets the simulated time now and then.
+        errors. *progress* gets the simulated time now and then. *stop* is
+        asked after each complete instant (its events run, its attempts
+        flushed); when it says so, the run ends there. Returns True when it
+        was stopped before *until*.
         """
         env = self.env
         step, peek = env.step, env.peek
@@ -88,10 +92,13 @@ class Bridge:
             if peek() > until:
                 break
             step()
-            if self._pending and peek() > env.now:
-                await before_flush()
-                await self.flush()
-                after_flush()
+            if (self._pending or stop is not None) and peek() > env.now:  # the instant is complete
+                if self._pending:
+                    await before_flush()
+                    await self.flush()
+                    after_flush()
+                if stop is not None and stop():
+                    return True
             steps += 1
             if progress is not None and steps % 512 == 0:
                 now = time.monotonic()
@@ -100,3 +107,4 @@ class Bridge:
                     progress(env.now)
         if progress is not None:
             progress(until)
+        return False

@@ -9,6 +9,7 @@ them through the time-frozen ``Bridge`` and returns a ``RunResult``.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections.abc import Callable, Generator
@@ -22,10 +23,19 @@ from .bridge import Bridge
 from .clock import SimClock
 from .delivery import Couriers, HostProbes, Job, Mta, deliver, with_client_timeouts
 from .errors import RunError
-from .events import AcceptedEvent, BounceEvent, Event, EventLog, RelayedEvent, ReplyEvent, WarningEvent
+from .events import (
+    AcceptedEvent,
+    BounceEvent,
+    Event,
+    EventLog,
+    ForeignEvent,
+    RelayedEvent,
+    ReplyEvent,
+    WarningEvent,
+)
 from .faults import SessionPlan
 from .ledger import MessageRecord, finalize
-from .policies import Decision, build_policy
+from .policies import Decision, Timeouts, build_policy
 from .receiver import Mode, ReceivingServer, SessionContext
 from .results import RunResult
 from .routing import Dns, Resolver, hosts_to_try
@@ -36,10 +46,31 @@ from .traffic import Arrival, csv_arrivals, poisson_arrivals
 from .transport import Attempt, MemoryTransport, Outcome, SmtpTransport, Transport
 from .wire import LOOPBACK, WireServer
 
-__all__ = ["Replay", "Progress"]
+__all__ = ["Replay", "Progress", "Interrupt"]
 
 Progress = Callable[[float, float], None]
 """Called with (simulated seconds done, simulated seconds in all)."""
+
+
+class Interrupt:
+    """Asks a running replay to stop at the end of the current simulated instant.
+
+    A signal handler calls ``request("SIGINT")``; the replay then ends with
+    what it has: the messages submitted so far, each in its state at that
+    instant (``queued`` for those still being retried), and a result marked
+    ``interrupted_by`` with its ``stopped_at`` time.
+    """
+
+    def __init__(self) -> None:
+        self.reason = ""
+
+    def request(self, reason: str) -> None:
+        """Stop at the end of the current instant; *reason* names why (the first request wins)."""
+        self.reason = self.reason or reason
+
+    def requested(self) -> bool:
+        """Whether a stop was asked for."""
+        return bool(self.reason)
 
 
 class _Keeper:
@@ -182,6 +213,7 @@ class Replay:
         seed: int | None = None,
         transport: str = "wire",
         progress: Progress | None = None,
+        interrupt: Interrupt | None = None,
     ) -> None:
         if transport not in ("wire", "memory"):
             raise ValueError("transport is 'wire' or 'memory'")
@@ -189,6 +221,7 @@ class Replay:
         self.seed = scenario.seed if seed is None else seed
         self.transport_kind = transport
         self.progress = progress
+        self.interrupt = interrupt
         self.clock = SimClock(scenario.clock)
         self.env = simpy.Environment()
         self.log = EventLog()
@@ -221,6 +254,7 @@ class Replay:
         self.keeper = _Keeper(self)
         self.probes = HostProbes(self.env)
         self._relay_inbox: list[tuple[str, str, float]] = []
+        self._late: list[tuple[SessionPlan, ReceivingServer, SessionContext, Timeouts]] = []
         self._stamp_at = -1.0
         self._stamp: dict[str, Any] = {}
 
@@ -251,11 +285,15 @@ class Replay:
         if not job.content:
             job.content = self.content(r)
         mail_from = r.originator  # a relay forwards with the original envelope sender
-        plan = None
+        ctx = SessionContext(r.message_id, mail_from, r.recipient)
         if server.listening:
-            plan = with_client_timeouts(
-                server.plan(SessionContext(r.message_id, mail_from, r.recipient)), job.mta.policy.timeouts
-            )
+            plan = with_client_timeouts(server.plan(ctx), job.mta.policy.timeouts)
+        else:
+            # Down now; the timeline may bring it up later in this instant. The session is
+            # planned when it goes on the wire (``_plan_late``): every session the engine
+            # opens is announced, so none is taken for foreign traffic.
+            plan = SessionPlan()
+            self._late.append((plan, server, ctx, job.mta.policy.timeouts))
         address = self.wire[host].address if self.wire else (LOOPBACK, 0)
         attempt = Attempt(
             message_id=r.message_id,
@@ -343,11 +381,42 @@ class Replay:
         ).encode("ascii")
 
     # ------------------------------------------------------------------ run
+    def _plan_late(self) -> None:
+        """Plan, in submission order, the sessions submitted to a server that was down then and is up now."""
+        late, self._late = self._late, []
+        for plan, server, ctx, timeouts in late:
+            if server.listening:
+                made = with_client_timeouts(server.plan(ctx), timeouts)
+                for f in dataclasses.fields(made):
+                    setattr(plan, f.name, getattr(made, f.name))
+
     async def _before_flush(self) -> None:
+        self._plan_late()
         for wire in self.wire.values():
             await wire.reconcile()
 
+    def _log_foreign(self) -> None:
+        """Log the foreign sessions that ended: outside traffic, kept apart from the ledger."""
+        for name, server in self.servers.items():
+            for s in sorted(server.foreign.take_ended(), key=lambda s: s.number):
+                self.log.emit(
+                    ForeignEvent(
+                        **self.stamp(),
+                        server=name,
+                        session=s.number,
+                        peer=s.peer,
+                        connected=self.clock.iso(s.at),
+                        received=s.received,
+                        messages=s.messages,
+                        run_ids=sum(1 for m in s.message_ids if m in self.records),
+                        turned_away=s.turned_away,
+                        ended=s.ended,
+                        error=s.error,
+                    )
+                )
+
     def _after_flush(self) -> None:
+        self._log_foreign()
         for server in self.servers.values():
             if server.errors:
                 error = server.errors[0]
@@ -397,12 +466,22 @@ class Replay:
             end = self.clock.end
             progress = self.progress
             report = (lambda now: progress(now, end)) if progress is not None else None
-            await self.bridge.drive(end, self._before_flush, self._after_flush, report)
+            interrupt = self.interrupt
+            stopped = await self.bridge.drive(
+                end,
+                self._before_flush,
+                self._after_flush,
+                report,
+                interrupt.requested if interrupt is not None else None,
+            )
         finally:
             for wire in self.wire.values():
                 await wire.stop()
-        records = [job.record for job in self.jobs]
-        counts = finalize(records, self.stores.holdings(self.clock.end), len(self.jobs))
+        self._log_foreign()
+        now = self.env.now
+        # Interrupted: the messages submitted so far, each as it stands at this instant.
+        records = [job.record for job in self.jobs if not stopped or job.record.submitted_at <= now]
+        counts = finalize(records, self.stores.holdings(now if stopped else self.clock.end), len(records))
         policies: dict[str, tuple[str, float | None]] = {}
         for job in self.jobs:
             policies.setdefault(job.mta.group, (job.mta.policy.label, job.mta.policy.gives_up_after))
@@ -423,4 +502,6 @@ class Replay:
             transport=self.transport_kind,
             notifications=self.keeper.notifications,
             policies=policies,
+            interrupted_by=interrupt.reason if stopped and interrupt is not None else "",
+            stopped_at=now if stopped else None,
         )
