@@ -373,22 +373,9 @@ class Analysis:
 
     @cached_property
     def retry_floors(self) -> list[metrics.RetryFloor | None]:
-        """For each recovery storm, the backlog message in senders' queues that was tried again last
-        (what keeps any capacity from draining the backlog sooner)."""
-        tries: dict[str, list[float]] = {}
-        for event in self.facts.events:
-            if isinstance(event, AttemptEvent):
-                tries.setdefault(event.message, []).append(event.t)
-        for times in tries.values():
-            times.sort()
-        return [
-            metrics.retry_floor(
-                (r for r in self.records if self.destination(r) == s.server and metrics.in_queue_before(r, s.at)),
-                tries,
-                s.at,
-            )
-            for s in self.storms
-        ]
+        """For each recovery storm, its backlog message tried again last (``metrics.retry_floors``)."""
+        tries = [(e.message, e.t) for e in self.facts.events if isinstance(e, AttemptEvent)]
+        return metrics.retry_floors(self.records, tries, self.storms, self.destination)
 
     def turned_away_between(self, server: str, lo: float, hi: float) -> int:
         """Sessions *server* turned away at its capacity limit in ``[lo, hi)``."""

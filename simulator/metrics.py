@@ -45,6 +45,7 @@ __all__ = [
     "Storm",
     "RetryFloor",
     "retry_floor",
+    "retry_floors",
     "delivery_delay",
     "availability_delay",
     "bounce_delay",
@@ -375,3 +376,22 @@ def retry_floor(backlog: Iterable[MessageRecord], tries: Mapping[str, Sequence[f
         if i < len(times) and (last is None or times[i] - at > last.after):
             last = RetryFloor(record.message_id, record.group, record.policy, times[i] - at)
     return last
+
+
+def retry_floors(
+    records: Sequence[MessageRecord],
+    attempts: Iterable[tuple[str, float]],
+    storms: Sequence[Storm],
+    destination: Callable[[MessageRecord], str],
+) -> list[RetryFloor | None]:
+    """For each storm, the backlog message in senders' queues that was tried again last (*attempts*:
+    ``(message id, time)`` of every attempt): what keeps any capacity from draining the backlog sooner."""
+    tries: dict[str, list[float]] = {}
+    for message, t in attempts:
+        tries.setdefault(message, []).append(t)
+    for times in tries.values():
+        times.sort()
+    return [
+        retry_floor((r for r in records if destination(r) == s.server and in_queue_before(r, s.at)), tries, s.at)
+        for s in storms
+    ]
