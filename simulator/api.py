@@ -3,13 +3,27 @@
 ``run_scenario`` replays a scenario and returns a ``Run``: the engine's
 ``RunResult`` (ledger rows, typed events, DSNs) with its ``Analysis``, from
 which every number is read. ``write_results`` writes the results folder.
+
+A results folder only ever holds one run, complete or visibly not:
+
+1. ``prepare_results`` (before the run starts) removes every file the tool
+   writes there (``OUTPUT_FILES`` and ``REPORT_FILES``, nothing else) and
+   writes ``summary.json`` as ``{"scenario", "seed", "status": "running"}``;
+2. during a run, streaming writers may write the event and message files;
+3. ``write_results`` writes the final files, then replaces ``summary.json``
+   atomically, last of all, with ``"status": "complete"``, or ``"partial"``
+   with ``interrupted_by`` and ``stopped_at`` for an interrupted run
+   (``Interrupt``);
+4. whatever reads a folder's verdicts (the report, thresholds, the golden
+   comparison) refuses one that is not complete
+   (``simulator.results.require_complete``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -17,10 +31,19 @@ from typing import Any
 
 from .analysis import Analysis, EventFold, RunFacts, SenderFacts, ServerFacts, Window
 from .dsn import Notification
-from .engine import Progress, Replay
+from .engine import Interrupt, Progress, Replay
+from .errors import Problem, ScenarioError
 from .events import EventSink, EventWriter, write_events
 from .loader import load_scenario
-from .results import MESSAGE_COLUMNS, RunResult, ledger_rows, messages_csv, write_messages, write_notifications
+from .results import (
+    MESSAGE_COLUMNS,
+    RunResult,
+    ledger_rows,
+    messages_csv,
+    write_atomic,
+    write_messages,
+    write_notifications,
+)
 from .scenario import Scenario
 from .schema.incident import scenario_windows
 from .thresholds import Outcome, evaluate, to_json
@@ -30,8 +53,9 @@ __all__ = [
     "run_scenario",
     "run_scenario_async",
     "facts_of",
-    "write_results",
     "prepare_results",
+    "write_results",
+    "Interrupt",
     "OUTPUT_FILES",
     "REPORT_FILES",
     "FORMATS",
@@ -54,29 +78,7 @@ FORMATS = ("csv", "parquet", "both")
 """``formats``: ``csv`` writes ``messages.csv`` and ``events.jsonl``, ``parquet`` their Parquet twins, ``both`` all four."""
 
 REPORT_FILES = ("report.html", "timeline.png", "outcomes.png", "queue.png", "delays.png", "recovery.png")
-"""What ``simulator.report`` writes into a results folder (``report.html`` and ``report.FIGURES``), named here
-so that preparing a folder does not import the report's plotting library."""
-
-
-def prepare_results(out_dir: str | Path, scenario_name: str, seed: int) -> Path:
-    """Before a run: remove what an earlier run wrote into *out_dir* and mark the folder as holding a running run.
-
-    Only the files this tool writes are removed (``OUTPUT_FILES``, ``report.html`` and the report's
-    figures); ``summary.json`` then says ``{"scenario": ..., "seed": ..., "status": "running"}``.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for name in (*OUTPUT_FILES, *REPORT_FILES):
-        (out / name).unlink(missing_ok=True)
-    _write_json(out / "summary.json", {"scenario": scenario_name, "seed": seed, "status": "running"})
-    return out
-
-
-def _write_json(path: Path, document: dict[str, Any], indent: int = 2) -> None:
-    """Write *document* atomically: a temporary file in the same folder, then ``os.replace``."""
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(json.dumps(document, indent=indent) + "\n", encoding="utf-8")
-    os.replace(temp, path)
+"""The files ``smtp-outage report`` writes there (``report.html`` and ``simulator.report.FIGURES``)."""
 
 
 def facts_of(result: RunResult) -> RunFacts:
@@ -103,14 +105,16 @@ def facts_of(result: RunResult) -> RunFacts:
         windows=tuple(scenario_windows(scenario, result.clock)),
         records=result.records,
         events=result.event_list if result.event_list is not None else (),
+        fold=result.fold if isinstance(result, Run) else None,  # a streamed run's events, already folded
         description=scenario.description,
         timezone=scenario.clock.timezone,
         windows_declared=bool(scenario.windows),
         transport=result.transport,
         wall_seconds=result.wall_seconds,
         notifications=result.notification_count,
+        interrupted_by=result.interrupted_by,
+        stopped_at=result.stopped_at,
         sources=tuple(source.model_dump(mode="json", exclude_none=True) for source in scenario.sources),
-        fold=result.fold if isinstance(result, Run) else None,  # a streamed run's events, already folded
     )
 
 
@@ -137,11 +141,24 @@ class Run(RunResult):
         return self.analysis.windows
 
     def summary(self) -> dict[str, Any]:
-        """The content of ``summary.json`` of this finished run (``"status": "complete"``)."""
+        """The content of ``summary.json``, with the run's ``status`` (and, when partial, why and when it stopped)."""
         return self.analysis.summary()
 
     def thresholds(self) -> list[Outcome]:
-        """The scenario's thresholds checked against this run."""
+        """The scenario's thresholds checked against this run (a complete run: ``ScenarioError`` otherwise)."""
+        if self.interrupted_by:
+            stopped = self.clock.iso(self.stopped_at)
+            raise ScenarioError(
+                [
+                    Problem(
+                        f"<run {self.scenario.name}>",
+                        None,
+                        "",
+                        f"the run is partial (interrupted by {self.interrupted_by} at {stopped}); "
+                        "thresholds need a complete run",
+                    )
+                ]
+            )
         return evaluate(self.scenario, self.analysis)
 
     def messages_csv(self) -> str:
@@ -153,26 +170,65 @@ class Run(RunResult):
         return write_results(self, out_dir, formats)
 
 
-def write_results(run: Run, out_dir: str | Path, formats: str = "csv") -> Path:
-    """Write ``messages.csv``, ``summary.json``, ``events.jsonl``, ``notifications.mbox``, ``timeline.json``
-    (and ``thresholds.json``) into *out_dir*; ``summary.json`` last, atomically, with ``"status": "complete"``.
+def _bad_folder(out: Path, why: str) -> ScenarioError:
+    return ScenarioError([Problem(str(out), None, "", f"cannot use this as the results folder: {why}")])
 
-    Events and notifications that the run streamed into the folder are not written again.
-    *formats* (``FORMATS``) chooses CSV/JSON lines, Parquet or both for the ledger and the events.
+
+def prepare_results(out_dir: str | Path, scenario_name: str, seed: int) -> Path:
+    """Make *out_dir* ready for a run, before it starts (step 1 of the folder's lifecycle, see above).
+
+    Removes the files the tool writes there (``OUTPUT_FILES``, ``REPORT_FILES``)
+    and nothing else, and writes ``summary.json`` with ``"status": "running"``.
+    A folder that cannot be made, or written, is bad input (``ScenarioError``):
+    found before the run, not after it.
+    """
+    out = Path(out_dir)
+    if not str(out_dir).strip():
+        raise _bad_folder(out, "the name is empty; give a folder such as results/my-run")
+    try:
+        if out.exists() and not out.is_dir():
+            raise _bad_folder(out, "it is a file, not a folder; choose another --out or remove the file")
+        out.mkdir(parents=True, exist_ok=True)
+        for name in (*OUTPUT_FILES, *REPORT_FILES):
+            path = out / name
+            if path.is_dir() and not path.is_symlink():
+                raise _bad_folder(out, f"{name} in it is a folder; remove it or choose another --out")
+            path.unlink(missing_ok=True)
+        running = {"scenario": scenario_name, "seed": seed, "status": "running"}
+        write_atomic(out / "summary.json", json.dumps(running, indent=2) + "\n")
+    except OSError as exc:
+        raise _bad_folder(out, exc.strerror or str(exc)) from None
+    return out
+
+
+def _document(value: Any) -> str:
+    return json.dumps(value, indent=2) + "\n"
+
+
+def write_results(run: Run, out_dir: str | Path, formats: str = "csv") -> Path:
+    """Write ``messages.csv``, ``events.jsonl``, ``notifications.mbox``, ``timeline.json`` (and
+    ``thresholds.json``) into *out_dir*, then ``summary.json``, atomically and last of all.
+
+    A partial run gets no ``thresholds.json``; report files beside the data
+    are removed (the report is drawn from a complete folder afterwards).
+    Events and notifications that the run streamed into the folder are not
+    written again. *formats* (``FORMATS``) chooses CSV/JSON lines, Parquet or
+    both for the ledger and the events.
     """
     if formats not in FORMATS:
         raise ValueError(f"formats is one of {', '.join(FORMATS)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     a = run.analysis
+    for name in REPORT_FILES:
+        (out / name).unlink(missing_ok=True)  # drawn from an earlier run
     if formats in ("csv", "both"):
         write_messages(out / "messages.csv", run.ledger, run.clock, a.window_of)
     if formats in ("parquet", "both"):
         from .records.parquet import write_messages_parquet
 
-        write_messages_parquet(
-            out / "messages.parquet", MESSAGE_COLUMNS, ledger_rows(run.ledger, run.clock, a.window_of)
-        )
+        rows = ledger_rows(run.ledger, run.clock, a.window_of)
+        write_messages_parquet(out / "messages.parquet", MESSAGE_COLUMNS, rows)
     if run.event_list is not None:
         if formats in ("csv", "both"):
             write_events(out / "events.jsonl", run.event_list)
@@ -186,12 +242,12 @@ def write_results(run: Run, out_dir: str | Path, formats: str = "csv") -> Path:
         write_notifications(out / "notifications.mbox", run.notifications)
     (out / "timeline.json").write_text(json.dumps(a.timeline_document(), indent=1) + "\n", encoding="utf-8")
     thresholds = out / "thresholds.json"
-    if run.scenario.thresholds:
+    if run.scenario.thresholds and not run.interrupted_by:
         document = {"scenario": run.scenario.name, "thresholds": to_json(run.thresholds())}
         thresholds.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    elif thresholds.exists():
-        thresholds.unlink()  # an earlier run's verdicts are not this run's
-    _write_json(out / "summary.json", run.summary())
+    else:
+        thresholds.unlink(missing_ok=True)  # an earlier run's verdicts are not this run's
+    write_atomic(out / "summary.json", _document(run.summary()))
     return out
 
 
@@ -220,17 +276,22 @@ async def run_scenario_async(
     out: str | Path | None = None,
     transport: str = "wire",
     progress: Progress | None = None,
+    interrupt: Interrupt | None = None,
     formats: str = "csv",
 ) -> Run:
     """Replay *scenario* (a ``Scenario`` or a path to a YAML file) inside a running event loop.
 
     *seed* overrides the scenario's seed; *out*, when given, receives the
-    results folder: events and notifications stream into it as they happen
-    (nothing of them is kept in memory), the ledger and the summary are
-    written at the end (*formats*: ``FORMATS``). *transport* is ``"wire"``
-    (real SMTP on loopback, the default) or ``"memory"``. A ``Scenario``
-    built in code is validated exactly as a file is (``ScenarioError`` for
-    bad input).
+    results folder (made ready before the run: ``prepare_results``).
+    *transport* is ``"wire"`` (real SMTP on loopback, the default) or
+    ``"memory"``. A ``Scenario`` built in code is validated exactly as a
+    file is (``ScenarioError`` for bad input). An *interrupt* that is
+    requested during the run stops it at the end of the current simulated
+    instant: the ``Run`` (and the folder) is then partial.
+
+    With *out*, events and notifications stream into the folder as they
+    happen (nothing of them is kept in memory) and the ledger is written at
+    the end (*formats*: ``FORMATS``).
     """
     if formats not in FORMATS:
         raise ValueError(f"formats is one of {', '.join(FORMATS)}")
@@ -239,12 +300,12 @@ async def run_scenario_async(
     else:
         _check(scenario)
     if out is None:
-        result = await Replay(scenario, seed=seed, transport=transport, progress=progress).run()
+        result = await Replay(scenario, seed=seed, transport=transport, progress=progress, interrupt=interrupt).run()
         return Run.of(result)
     folder = prepare_results(out, scenario.name, scenario.seed if seed is None else seed)
     fold = EventFold()
     sink: EventSink = fold
-    closers = []
+    closers: list[Callable[[], None]] = []
     if formats in ("parquet", "both"):
         from .records.parquet import ParquetEventWriter
 
@@ -258,22 +319,26 @@ async def run_scenario_async(
     mbox = _Mbox(folder / "notifications.mbox")
     closers.append(mbox.close)
     try:
-        replay = Replay(scenario, seed=seed, transport=transport, progress=progress, sink=sink, notes=mbox.add)
+        replay = Replay(
+            scenario, seed=seed, transport=transport, progress=progress, interrupt=interrupt, sink=sink, notes=mbox.add
+        )
         result = await replay.run()
     finally:
         for close in closers:
             close()
     result.events_path = folder / ("events.jsonl" if formats in ("csv", "both") else "events.parquet")
+    fold.source = result.events_path
     run = Run.of(result, fold)
     write_results(run, folder, formats)
     return run
 
 
 def _check(scenario: Scenario) -> None:
-    """Validate a scenario built in code as the loader validates a file."""
-    from .errors import ScenarioError
+    """Validate a scenario built in code as the loader validates a file (once: a loaded one is not read again)."""
     from .schema.validate import validate
 
+    if scenario.validated:
+        return
     problems = validate(scenario)
     if problems:
         raise ScenarioError(problems)
@@ -286,13 +351,22 @@ def run_scenario(
     out: str | Path | None = None,
     transport: str = "wire",
     progress: Progress | None = None,
+    interrupt: Interrupt | None = None,
     formats: str = "csv",
 ) -> Run:
-    """Replay *scenario* on a fresh event loop and return its ``Run``.
+    """Replay *scenario* on a fresh event loop and return its ``Run`` (see ``run_scenario_async``).
 
     Raises ``ScenarioError`` for bad input and ``RunError`` when the run fails
     (including a ledger that does not balance).
     """
     return asyncio.run(
-        run_scenario_async(scenario, seed=seed, out=out, transport=transport, progress=progress, formats=formats)
+        run_scenario_async(
+            scenario,
+            seed=seed,
+            out=out,
+            transport=transport,
+            progress=progress,
+            interrupt=interrupt,
+            formats=formats,
+        )
     )

@@ -87,14 +87,17 @@ class Bridge:
         before_flush: Callable[[], Awaitable[None]] | None,
         after_flush: Callable[[], None],
         progress: Callable[[float], None] | None = None,
-    ) -> None:
+        stop: Callable[[], bool] | None = None,
+    ) -> bool:
         """Run the simulation to *until*, flushing attempts at the end of each instant.
 
         *before_flush* brings the servers' listeners in line with the model
-        (timeline changes of this instant; ``None`` when there are no
-        listeners); *after_flush* checks for server errors. *progress* gets
-        the simulated time now and then. With a transport that never waits,
-        the loop never yields to the event loop.
+        (timeline changes of this instant, sessions still to plan);
+        *after_flush* checks for server errors. *progress* gets the simulated
+        time now and then. *stop* is asked after each complete instant (its
+        events run, its attempts flushed); when it says so, the run ends
+        there. Returns True when it was stopped before *until*. With a
+        transport that never waits, *before_flush* is the only await.
         """
         env = self.env
         step, peek = env.step, env.peek
@@ -105,14 +108,17 @@ class Bridge:
             if peek() > until:
                 break
             step()
-            if self._pending and peek() > env.now:
-                if run_now is not None:
-                    self.flush_now(run_now)
-                else:
+            if (self._pending or stop is not None) and peek() > env.now:  # the instant is complete
+                if self._pending:
                     if before_flush is not None:
                         await before_flush()
-                    await self.flush()
-                after_flush()
+                    if run_now is not None:
+                        self.flush_now(run_now)
+                    else:
+                        await self.flush()
+                    after_flush()
+                if stop is not None and stop():
+                    return True
             steps += 1
             if progress is not None and steps % 4096 == 0:
                 now = time.monotonic()
@@ -121,3 +127,4 @@ class Bridge:
                     progress(env.now)
         if progress is not None:
             progress(until)
+        return False

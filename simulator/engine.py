@@ -15,17 +15,16 @@ caller streams them), and DSNs to a notification sink as bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import random
 import time
-from array import array
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from email.utils import format_datetime
 from functools import partial
 from typing import Any
 
-import numpy as np
 import simpy
 
 from . import dsn
@@ -33,21 +32,30 @@ from .bridge import Bridge
 from .clock import SimClock
 from .delivery import Couriers, HostProbes, Job, Mta, deliver, with_client_timeouts
 from .errors import RunError
-from .events import AcceptedEvent, BounceEvent, Event, EventLog, EventSink, RelayedEvent, ReplyEvent, WarningEvent
+from .events import (
+    AcceptedEvent,
+    BounceEvent,
+    Event,
+    EventLog,
+    EventSink,
+    ForeignEvent,
+    RelayedEvent,
+    ReplyEvent,
+    WarningEvent,
+)
 from .faults import SessionPlan
-from .ledger import Ledger, Sender, as_numpy
-from .policies import Decision, build_policy
+from .policies import Decision, Timeouts, build_policy
 from .receiver import Mode, ReceivingServer, SessionContext
 from .results import RunResult
 from .routing import Dns, Resolver, hosts_to_try
 from .scenario import Scenario
 from .store import MailStores
 from .timeline import Scene, timeline_process
-from .traffic import Arrival, csv_arrivals, poisson_arrivals
+from .traffic import plan_arrivals
 from .transport import Attempt, MemoryTransport, Outcome, SmtpTransport, Transport
 from .wire import LOOPBACK, WireServer
 
-__all__ = ["Replay", "Progress", "Pulse"]
+__all__ = ["Replay", "Progress", "Pulse", "Interrupt"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +71,27 @@ class Pulse:
 
 Progress = Callable[[Pulse], None]
 """Called now and then with a ``Pulse``."""
+
+
+class Interrupt:
+    """Asks a running replay to stop at the end of the current simulated instant.
+
+    A signal handler calls ``request("SIGINT")``; the replay then ends with
+    what it has: the messages submitted so far, each in its state at that
+    instant (``queued`` for those still being retried), and a result marked
+    ``interrupted_by`` with its ``stopped_at`` time.
+    """
+
+    def __init__(self) -> None:
+        self.reason = ""
+
+    def request(self, reason: str) -> None:
+        """Stop at the end of the current instant; *reason* names why (the first request wins)."""
+        self.reason = self.reason or reason
+
+    def requested(self) -> bool:
+        """Whether a stop was asked for."""
+        return bool(self.reason)
 
 
 class _Keeper:
@@ -218,6 +247,7 @@ class Replay:
         progress: Progress | None = None,
         sink: EventSink | None = None,
         notes: Callable[[dsn.Notification], None] | None = None,
+        interrupt: Interrupt | None = None,
     ) -> None:
         if transport not in ("wire", "memory"):
             raise ValueError("transport is 'wire' or 'memory'")
@@ -225,6 +255,7 @@ class Replay:
         self.seed = scenario.seed if seed is None else seed
         self.transport_kind = transport
         self.progress = progress
+        self.interrupt = interrupt
         self.clock = SimClock(scenario.clock)
         self.env = simpy.Environment()
         self.log: EventSink = sink if sink is not None else EventLog()
@@ -256,13 +287,13 @@ class Replay:
                 self.relay_mtas[spec.name] = Mta(
                     spec.name, spec.name, policy, policy.start(rng), Resolver(self.dns), relay_for=spec.name
                 )
-        self.mtas: list[Mta] = []
-        self.ledger = self._plan_arrivals()
+        self.ledger, self.mtas = plan_arrivals(scenario, self.clock, self.dns, self.seed)
         self.arrived = 0  #: messages whose arrival the clock has reached
         self.started = 0  #: jobs started (each message's, and each relay hand-off)
         self.keeper = _Keeper(self)
         self.probes = HostProbes(self.env)
         self._relay_inbox: list[tuple[str, str, float]] = []
+        self._late: list[tuple[SessionPlan, ReceivingServer, SessionContext, Timeouts]] = []
         self._stamp_at = -1.0
         self._stamp: dict[str, Any] = {}
 
@@ -274,6 +305,11 @@ class Replay:
             self._stamp_at = now
             self._stamp = {"t": float(round(now, 3)), "time": self.clock.iso(now)}
         return self._stamp
+
+    def _known(self, message_id: str) -> bool:
+        """Whether *message_id* is one of this run's messages that has arrived."""
+        i = self.ledger.index_of(message_id)
+        return i is not None and i < self.arrived
 
     def _on_commit(self, message_id: str, server: str, now: float) -> None:
         i = self.ledger.index_of(message_id)
@@ -290,11 +326,15 @@ class Replay:
     def _submit(self, job: Job, host: str) -> tuple[simpy.Event, SessionPlan | None]:
         server = self.servers[host]
         mail_from = job.originator  # a relay forwards with the original envelope sender
-        plan = None
+        ctx = SessionContext(job.message_id, mail_from, job.recipient)
         if server.listening:
-            plan = with_client_timeouts(
-                server.plan(SessionContext(job.message_id, mail_from, job.recipient)), job.mta.policy.timeouts
-            )
+            plan = with_client_timeouts(server.plan(ctx), job.mta.policy.timeouts)
+        else:
+            # Down now; the timeline may bring it up later in this instant. The session is
+            # planned when it goes on the wire (``_plan_late``): every session the engine
+            # opens is announced, so none is taken for foreign traffic.
+            plan = SessionPlan()
+            self._late.append((plan, server, ctx, job.mta.policy.timeouts))
         address = self.wire[host].address if self.wire else (LOOPBACK, 0)
         attempt = Attempt(
             message_id=job.message_id,
@@ -325,60 +365,6 @@ class Replay:
         )
 
     # ------------------------------------------------------------------ setup
-    def _plan_arrivals(self) -> Ledger:
-        """Every message's arrival, sender and recipient, as the ledger's first columns (no per-message objects)."""
-        times: array[float] = array("d")
-        keys: array[int] = array("q")  #: group, MTA and position in the group's list, packed to sort by
-        mta_of: array[int] = array("i")
-        rcpt_of: array[int] = array("i")
-        locals_: dict[str, int] = {}
-        senders: list[Sender] = []
-        end = self.clock.end
-        domains = self.dns.domains
-        for gi, group in enumerate(self.scenario.senders):
-            policy = build_policy(group.policy)
-            domain = (group.traffic.to or domains[0]).lower()
-            width = max(2, len(str(group.count)))
-            first = len(self.mtas)
-            for i in range(group.count):
-                name = f"{group.name}-{i + 1:0{width}d}"
-                rng = random.Random(f"{self.seed}/policy/{name}")
-                self.mtas.append(Mta(name, group.name, policy, policy.start(rng), Resolver(self.dns)))
-                senders.append(Sender(name, group.name, policy.label, domain))
-            t = group.traffic
-            if t.csv is not None:
-                found = csv_arrivals(t, self.clock, self.scenario.source, group.name, group.count, domain=domain)
-            elif t.at is not None:
-                found = [
-                    Arrival(at=float(int(self.clock.seconds(when))), mta=i, rcpt_local=f"user{k + 1}")
-                    for k, when in enumerate(t.at)
-                    for i in range(group.count)
-                ]
-            else:
-                lo = self.clock.seconds(t.start) if t.start else 0.0
-                hi = self.clock.seconds(t.until) if t.until else end
-                found = []
-                for i in range(group.count):
-                    rng = random.Random(f"{self.seed}/traffic/{self.mtas[first + i].name}")
-                    found.extend(poisson_arrivals(t, self.clock, lo, hi, i, rng))
-            for n, arrival in enumerate(found):
-                times.append(arrival.at)
-                keys.append((gi << 48) | (arrival.mta << 28) | n)
-                mta_of.append(first + arrival.mta)
-                rcpt_of.append(locals_.setdefault(arrival.rcpt_local, len(locals_)))
-            del found
-        # Submission order: by time, then group, MTA and position in the group's list (no object per message).
-        order = np.lexsort((as_numpy(keys, np.int64), as_numpy(times, np.float64)))
-        ledger = Ledger(
-            _take(times, order, np.float64),
-            _take(mta_of, order, np.int32),
-            _take(rcpt_of, order, np.int32),
-            senders,
-            list(locals_),
-            [s.name for s in self.scenario.servers],
-        )
-        return ledger
-
     def content(self, i: int) -> bytes:
         """Message *i*'s RFC 5322 text (CRLF line endings, no line starting with a dot)."""
         ledger = self.ledger
@@ -394,11 +380,42 @@ class Replay:
         ).encode("ascii")
 
     # ------------------------------------------------------------------ run
+    def _plan_late(self) -> None:
+        """Plan, in submission order, the sessions submitted to a server that was down then and is up now."""
+        late, self._late = self._late, []
+        for plan, server, ctx, timeouts in late:
+            if server.listening:
+                made = with_client_timeouts(server.plan(ctx), timeouts)
+                for f in dataclasses.fields(made):
+                    setattr(plan, f.name, getattr(made, f.name))
+
     async def _before_flush(self) -> None:
+        self._plan_late()
         for wire in self.wire.values():
             await wire.reconcile()
 
+    def _log_foreign(self) -> None:
+        """Log the foreign sessions that ended: outside traffic, kept apart from the ledger."""
+        for name, server in self.servers.items():
+            for s in sorted(server.foreign.take_ended(), key=lambda s: s.number):
+                self.log.emit(
+                    ForeignEvent(
+                        **self.stamp(),
+                        server=name,
+                        session=s.number,
+                        peer=s.peer,
+                        connected=self.clock.iso(s.at),
+                        received=s.received,
+                        messages=s.messages,
+                        run_ids=sum(1 for m in s.message_ids if self._known(m)),
+                        turned_away=s.turned_away,
+                        ended=s.ended,
+                        error=s.error,
+                    )
+                )
+
     def _after_flush(self) -> None:
+        self._log_foreign()
         for server in self.servers.values():
             if server.errors:
                 error = server.errors[0]
@@ -485,24 +502,35 @@ class Replay:
             self.env.process(self._schedule_arrivals(couriers))
             progress = self.progress
             report = (lambda now: progress(self.pulse())) if progress is not None else None
-            before = self._before_flush if self.wire else None
+            interrupt = self.interrupt
             collect = gc.get_threshold()
             # Millions of short-lived events and few reference cycles: collect the young generation less often,
             # and never rescan what was built before the clock started (the scenario, the ledger's tables).
             gc.freeze()
             gc.set_threshold(max(collect[0], 50_000), *collect[1:])
             try:
-                await self.bridge.drive(self.clock.end, before, self._after_flush, report)
+                stopped = await self.bridge.drive(
+                    self.clock.end,
+                    self._before_flush,
+                    self._after_flush,
+                    report,
+                    interrupt.requested if interrupt is not None else None,
+                )
             finally:
                 gc.set_threshold(*collect)
                 gc.unfreeze()
         finally:
             for wire in self.wire.values():
                 await wire.stop()
+        self._log_foreign()
+        now = self.env.now
         ledger = self.ledger
-        if self.arrived != len(ledger):  # pragma: no cover - arrivals after the end are not made
+        if stopped:
+            # Interrupted: the messages submitted so far, each as it stands at this instant.
+            ledger.truncate(self.arrived)
+        elif self.arrived != len(ledger):  # pragma: no cover - arrivals after the end are not made
             raise RunError(f"scenario {self.scenario.name}: {len(ledger) - self.arrived} message(s) never arrived")
-        counts = ledger.finalize(self.stores.holdings(self.clock.end))
+        counts = ledger.finalize(self.stores.holdings(now if stopped else self.clock.end))
         policies: dict[str, tuple[str, float | None]] = {}
         for mta in self.mtas:
             policies.setdefault(mta.group, (mta.policy.label, mta.policy.gives_up_after))
@@ -524,6 +552,8 @@ class Replay:
             notifications=self.notifications,
             notification_count=self.keeper.notifications,
             policies=policies,
+            interrupted_by=interrupt.reason if stopped and interrupt is not None else "",
+            stopped_at=now if stopped else None,
         )
 
 
@@ -534,13 +564,6 @@ class _Notes:
 
     def __init__(self, append: Callable[[dsn.Notification], None]) -> None:
         self.append = append
-
-
-def _take(column: array[Any], order: Any, dtype: Any) -> array[Any]:
-    """*column* reordered by the index array *order*, as an ``array.array`` of the same type."""
-    out = array(column.typecode)
-    out.frombytes(as_numpy(column, dtype)[order].tobytes())
-    return out
 
 
 def _backups_named(scenario: Scenario, clock: SimClock) -> frozenset[float]:

@@ -10,7 +10,8 @@ Message events: ``submit``, ``relay_queued``, ``attempt``, ``reply``,
 ``cached``, ``suspended``, ``expired``, ``next_mx``, ``accepted``,
 ``relayed``, ``warning``, ``bounce``. Timeline events: ``server``,
 ``crash``, ``backup``, ``backup_schedule``, ``restore``, ``disk_recovered``,
-``disk_lost``, ``fault``, ``fault_cleared``, ``dns``.
+``disk_lost``, ``fault``, ``fault_cleared``, ``dns``. Outside traffic:
+``foreign`` (a connection the engine did not open; it never changes the ledger).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ __all__ = [
     "FaultEvent",
     "FaultClearedEvent",
     "DnsEvent",
+    "ForeignEvent",
     "MARK_EVENTS",
     "write_events",
     "read_events",
@@ -320,6 +322,29 @@ class DnsEvent(_Event):
     note: str = ""
 
 
+# ---------------------------------------------------------------- outside traffic
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForeignEvent(_Event):
+    """A connection the engine did not open ended; its mail was kept apart from the run's.
+
+    Logged at the instant the session was seen to end (``connected``: when
+    it began). ``run_ids`` counts the messages it sent whose Message-ID names
+    a message of the run: mail posing as the run's, which changes no row.
+    """
+
+    type: Literal["foreign"] = "foreign"
+    server: str
+    session: int  #: 1 for the server's first foreign session, and so on
+    peer: str
+    connected: str
+    received: int  #: bytes the client sent
+    messages: int  #: messages it got a 250 for, kept apart
+    run_ids: int = 0
+    turned_away: bool = False
+    ended: str = ""  #: closed, or open at the end of the run
+    error: str = ""
+
+
 Event = Annotated[
     SubmitEvent
     | RelayQueuedEvent
@@ -342,7 +367,8 @@ Event = Annotated[
     | DiskLostEvent
     | FaultEvent
     | FaultClearedEvent
-    | DnsEvent,
+    | DnsEvent
+    | ForeignEvent,
     Field(discriminator="type"),
 ]
 """Any event of ``events.jsonl``."""

@@ -264,6 +264,28 @@ class Ledger:
             yield self.record(i)
 
     # ------------------------------------------------------------------ the end
+    def truncate(self, n: int) -> None:
+        """Keep only the first *n* messages (an interrupted run: those submitted by the time it stopped)."""
+        for name in (
+            "submitted",
+            "mta",
+            "rcpt",
+            "attempts",
+            "connections",
+            "warnings",
+            "copies",
+            "last_error",
+            "bounce_status",
+            "bounce_reason",
+            "accepted_at",
+            "bounced_at",
+            "final_at",
+            "accepted_by",
+            "final_state",
+        ):
+            column = getattr(self, name)
+            setattr(self, name, column[:n])
+
     def finalize(self, holdings: dict[str, Holding]) -> Counter[str]:
         """Assign each message its final state; check that nothing is lost or double-counted."""
         n = len(self.submitted)

@@ -9,7 +9,8 @@ question from it: final-state counts overall, per window and per sender
 group, delivery delays, each server's state over time, where each message
 was meant to go (the same MX model the engine routes with), recovery storms
 with the backlog in senders' queues and on backup MX hosts, capacity
-turn-aways, duplicates and bounce reasons. ``summary.json``, ``timeline.json``,
+turn-aways, duplicates and bounce reasons, and foreign sessions (traffic
+from outside the run, kept apart from the ledger). ``summary.json``, ``timeline.json``,
 thresholds, the CLI tables, ``compare`` and the report all read these.
 
 It never runs the engine or a retry policy: what a policy would do (the time
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from typing import Any
@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 
 from .. import metrics
-from ..clock import SimClock
 from ..durations import format_duration
 from ..events import (
+    AttemptEvent,
     BackupEvent,
     BackupScheduleEvent,
     CrashEvent,
@@ -48,77 +48,10 @@ from ..schema.incident import Interval, disk_intervals, recoveries, server_inter
 from ..schema.mx import MxHistory, MxHost
 from ..schema.states import STATES
 from .columns import Columns, as_numpy, percentile
+from .facts import RunFacts, SenderFacts, ServerFacts, Window
 from .fold import EventFold, mark_of
 
 __all__ = ["ServerFacts", "SenderFacts", "RunFacts", "EventFold", "Window", "Analysis", "mark_of"]
-
-
-@dataclass(frozen=True, slots=True)
-class ServerFacts:
-    """A receiving server as the numbers need it."""
-
-    name: str
-    domains: tuple[str, ...]
-    initially: str = "up"
-    preference: int = 10
-    relay: bool = False
-    delivery_per_minute: float | None = None  #: the capacity of its delivery into the mailboxes (None: at once)
-
-
-@dataclass(frozen=True, slots=True)
-class SenderFacts:
-    """A sender group: its size, its retry policy's label, and when that policy gives up on mail that never gets through."""
-
-    name: str
-    count: int | None
-    policy: str
-    gives_up_after: float | None
-
-
-@dataclass
-class RunFacts:
-    """Everything a run leaves behind that its numbers are computed from."""
-
-    scenario: str
-    seed: int
-    clock: SimClock
-    servers: tuple[ServerFacts, ...]
-    senders: tuple[SenderFacts, ...]
-    windows: tuple[tuple[str, float, float], ...]
-    records: Sequence[MessageRecord]
-    events: Iterable[Event]
-    description: str = ""
-    timezone: str | None = None
-    windows_declared: bool = False
-    transport: str = "wire"
-    wall_seconds: float = 0.0
-    notifications: int = 0
-    sources: tuple[dict[str, Any], ...] = ()
-    """The public reports the scenario encodes: ``title``, ``url``, ``published``, ``via``, ``quotes``."""
-    fold: EventFold | None = None
-    """The events already folded as they streamed (then ``events`` is not read)."""
-    status: str = "complete"
-    """How far the run got: ``complete`` for a finished run (``summary.json``'s ``status``)."""
-
-
-@dataclass(frozen=True)
-class Window:
-    """A window of submission time with the states of the mail submitted in it."""
-
-    label: str
-    start: float
-    end: float
-    counts: dict[str, int]
-    closed: bool = False  #: the window reaches the clock's end and holds mail sent at that very instant
-
-    @property
-    def total(self) -> int:
-        """Messages submitted in the window."""
-        return sum(self.counts.values())
-
-    def holds(self, t: float) -> bool:
-        """Whether mail submitted at *t* belongs to the window: ``[start, end)``, or ``[start, end]`` when closed."""
-        return self.start <= t < self.end or (self.closed and t == self.end)
 
 
 def _counts(records: Iterable[MessageRecord]) -> dict[str, int]:
@@ -157,6 +90,7 @@ class Analysis:
         self.dns_changes = fold.dns
         self.relay_left = fold.relay_left
         self.fault_events = fold.faults
+        self.foreign_sessions = fold.foreign
         hosts = [MxHost(s.name, s.domains, s.preference, s.relay) for s in facts.servers]
         self.routes = MxHistory(hosts, fold.dns)
         self.relays = self.routes.relays
@@ -307,6 +241,18 @@ class Analysis:
         """Sessions each server turned away with 421 at a capacity limit."""
         return {name: len(self.fold.turned_away(name)) for name in self.servers}
 
+    @cached_property
+    def foreign(self) -> dict[str, dict[str, int]]:
+        """Per server: foreign sessions (connections the engine did not open), the messages they got a
+        250 for (kept apart, never in the ledger), and how many of those named a message of the run."""
+        out = {name: {"sessions": 0, "messages": 0, "run_ids": 0} for name in self.servers}
+        for e in self.foreign_sessions:
+            tally = out.setdefault(e.server, {"sessions": 0, "messages": 0, "run_ids": 0})
+            tally["sessions"] += 1
+            tally["messages"] += e.messages
+            tally["run_ids"] += e.run_ids
+        return out
+
     # ------------------------------------------------------------ routing and time
     def domain_of(self, record: MessageRecord) -> str:
         """The recipient's domain."""
@@ -353,6 +299,17 @@ class Analysis:
             if i is not None:
                 relay_left[i] = t
         return self.cols.storms(self.sessions, self.states, self.relays, relay_left)
+
+    @cached_property
+    def retry_floors(self) -> list[metrics.RetryFloor | None]:
+        """For each recovery storm, its backlog message tried again last (``metrics.retry_floors``)."""
+        if self.facts.fold is None:
+            tries: Iterable[tuple[str, float]] = [
+                (e.message, e.t) for e in self.facts.events if isinstance(e, AttemptEvent)
+            ]
+        else:
+            tries = self.fold.attempt_pairs()  # read again from the events file, not kept
+        return metrics.retry_floors(self.records, tries, self.storms, self.destination)
 
     def turned_away_between(self, server: str, lo: float, hi: float) -> int:
         """Sessions *server* turned away at its capacity limit in ``[lo, hi)``."""
@@ -456,10 +413,19 @@ class Analysis:
             "duplicates": self.duplicates,
             "bounces": self.bounces,
             "turned_away": self.turned_away,
+            "foreign": self.foreign,
             "delivery_delay": self.delays,
             "recoveries": self.recoveries,
-            "status": f.status,
+            **self.status,
         }
+
+    @property
+    def status(self) -> dict[str, str]:
+        """``status``: ``complete``, or ``partial`` with ``interrupted_by`` and ``stopped_at`` (an interrupted run)."""
+        f = self.facts
+        if not f.interrupted_by:
+            return {"status": "complete"}
+        return {"status": "partial", "interrupted_by": f.interrupted_by, "stopped_at": self.clock.iso(f.stopped_at)}
 
     def timeline_document(self) -> dict[str, Any]:
         """``timeline.json``: what a report needs about the incident, besides the ledger and the events."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from ..events import (
     ExpiredEvent,
     FaultClearedEvent,
     FaultEvent,
+    ForeignEvent,
     NextMxEvent,
     RelayedEvent,
     RelayQueuedEvent,
@@ -73,6 +74,8 @@ class EventFold:
         self.dns: list[tuple[float, str, list[str]]] = []
         self.relay_left: dict[str, float] = {}
         self.bounced: dict[str, float] = {}  #: when each bounced message (first) bounced
+        self.foreign: list[ForeignEvent] = []  #: sessions from outside the run, kept apart from the ledger
+        self.source: Path | None = None  #: the events file folded (``events.jsonl`` or ``events.parquet``)
         self.faults: list[FaultEvent | FaultClearedEvent] = []
         self.timeline: list[Event] = []
         self.servers_seen: dict[str, None] = {}
@@ -101,6 +104,9 @@ class EventFold:
                 self.relay_left.setdefault(event.message, event.t)
         elif kind in _MESSAGE_EVENTS:
             return
+        elif kind is ForeignEvent:
+            assert isinstance(event, ForeignEvent)
+            self.foreign.append(event)
         else:
             self.timeline.append(event)
             if isinstance(event, DnsEvent):
@@ -132,8 +138,22 @@ class EventFold:
         elif kind == "relayed":
             self.relay_left.setdefault(row["message"], row["t"])
 
+    def attempt_pairs(self) -> Iterator[tuple[str, float]]:
+        """``(message id, t)`` of every attempt, read again from ``source`` (kept nowhere in memory)."""
+        if self.source is None:
+            return
+        if self.source.suffix == ".parquet":
+            from ..records.parquet import iter_parquet_attempts
+
+            yield from iter_parquet_attempts(self.source)
+            return
+        for item in read_event_rows(self.source, frozenset()):
+            if isinstance(item, dict) and item.get("type") == "attempt":
+                yield item["message"], item["t"]
+
     def read_jsonl(self, path: Path) -> None:
         """Fold in an ``events.jsonl``, line by line."""
+        self.source = path
         for item in read_event_rows(path, TIMELINE_TYPES):
             if isinstance(item, dict):
                 self.add_row(item)
@@ -142,6 +162,7 @@ class EventFold:
 
     def read_parquet(self, path: Path) -> None:
         """Fold in an ``events.parquet``: message events column by column, the timeline's as typed events."""
+        self.source = path
         from ..records.parquet import fold_parquet_events
 
         fold_parquet_events(path, self, TIMELINE_TYPES)

@@ -3,14 +3,20 @@
 Tables go to stdout, progress and errors to stderr (progress only on a
 terminal). ``exit_code()`` is the one place that maps outcomes to codes:
 0 ok, 1 run error, 2 bad input, 99 threshold breached (or a golden summary
-that differs: a regression, like a breached threshold).
+that differs: a regression, like a breached threshold), 130 and 143 for a
+run stopped by SIGINT or SIGTERM (its folder marked partial).
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -18,18 +24,30 @@ from rich.console import Console
 from rich.table import Table
 
 from ..analysis import Analysis
-from ..api import FORMATS, Run, run_scenario
+from ..api import FORMATS, Interrupt, Run, run_scenario
 from ..errors import OutageError, Problem, RunError, ScenarioError
 from ..golden import comparable, differences, load_golden, write_golden
 from ..junit import write_junit
 from ..loader import load_scenario
 from ..regression import check_scenario
+from ..scenario import Scenario
 from ..schema.states import STATES
 from ..thresholds import format_outcomes
 
-__all__ = ["app", "main", "exit_code", "EXIT_OK", "EXIT_RUN_ERROR", "EXIT_BAD_INPUT", "EXIT_THRESHOLD"]
+__all__ = [
+    "app",
+    "main",
+    "exit_code",
+    "EXIT_OK",
+    "EXIT_RUN_ERROR",
+    "EXIT_BAD_INPUT",
+    "EXIT_THRESHOLD",
+    "EXIT_SIGINT",
+    "EXIT_SIGTERM",
+]
 
 EXIT_OK, EXIT_RUN_ERROR, EXIT_BAD_INPUT, EXIT_THRESHOLD = 0, 1, 2, 99
+EXIT_SIGINT, EXIT_SIGTERM = 128 + signal.SIGINT, 128 + signal.SIGTERM  # 130, 143: the shell's convention
 
 app = typer.Typer(
     name="smtp-outage",
@@ -75,13 +93,44 @@ from ..policies_cli import policies_app  # noqa: E402  (a sub-app; mounted below
 app.add_typer(policies_app, name="policies")
 
 
-def exit_code(error: BaseException | None = None, *, thresholds_failed: bool = False) -> int:
+def exit_code(error: BaseException | None = None, *, thresholds_failed: bool = False, interrupted_by: str = "") -> int:
     """Map a run's outcome to the process exit code."""
     if isinstance(error, ScenarioError):
         return EXIT_BAD_INPUT
     if isinstance(error, (RunError, OutageError)) or error is not None:
         return EXIT_RUN_ERROR
+    if interrupted_by:
+        return EXIT_SIGTERM if interrupted_by == "SIGTERM" else EXIT_SIGINT
     return EXIT_THRESHOLD if thresholds_failed else EXIT_OK
+
+
+@contextmanager
+def stop_on_signals(interrupt: Interrupt) -> Iterator[None]:
+    """While inside: SIGINT and SIGTERM ask the run to stop at the current simulated instant.
+
+    After the first, the usual handlers are back, so a second signal stops
+    the process at once (its folder then still says ``running``).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.getsignal(sig) for sig in signals}
+
+    def restore() -> None:
+        for sig in signals:
+            signal.signal(sig, previous[sig])
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        interrupt.request(signal.Signals(signum).name)
+        restore()
+
+    for sig in signals:
+        signal.signal(sig, handle)
+    try:
+        yield
+    finally:
+        restore()
 
 
 def _fail(error: OutageError) -> typer.Exit:
@@ -129,6 +178,15 @@ def render(run: Run, console: Console) -> None:
         )
     )
     _delay_and_recovery_tables(a, console)
+    outside = {name: f for name, f in a.foreign.items() if f["sessions"]}
+    if outside:
+        where = ", ".join(
+            f"{f['sessions']} at {name} ({f['messages']} message(s) kept apart)" for name, f in outside.items()
+        )
+        console.print(
+            f"Foreign sessions (connections the run did not open): {where}; they change no row of the ledger.",
+            highlight=False,
+        )
     stranded = a.counts["stranded"]
     if stranded:
         console.print(
@@ -228,19 +286,20 @@ def run(
     except ScenarioError as exc:
         raise _fail(exc) from None
     target = out_dir or Path("results") / loaded.name
-    transport = "memory" if memory else "wire"
+    interrupt = Interrupt()
     try:
-        if err.is_terminal:
-            from .progress import live_progress
-
-            with live_progress(err, loaded) as progress:
-                result = run_scenario(
-                    loaded, seed=seed, out=target, transport=transport, progress=progress, formats=formats
-                )
-        else:
-            result = run_scenario(loaded, seed=seed, out=target, transport=transport, formats=formats)
+        with stop_on_signals(interrupt):
+            result = _replay(loaded, seed, target, "memory" if memory else "wire", interrupt, formats)
     except OutageError as exc:
         raise _fail(exc) from None
+    if result.interrupted_by:
+        err.print(
+            f"interrupted by {result.interrupted_by} at {result.clock.iso(result.stopped_at)} (simulated): "
+            f"partial results in {target} (summary.json status: partial)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(exit_code(interrupted_by=result.interrupted_by))
     if as_json:
         sys.stdout.write(json.dumps(result.summary(), indent=2) + "\n")
     else:
@@ -278,6 +337,26 @@ def run(
     code = exit_code(thresholds_failed=mismatch or any(not o.ok for o in outcomes))
     if code:
         raise typer.Exit(code)
+
+
+def _replay(
+    loaded: Scenario, seed: int | None, target: Path, transport: str, interrupt: Interrupt, formats: str = "csv"
+) -> Run:
+    """Run the scenario into *target*, with a progress line on a terminal (``simulator.cli.progress``)."""
+    if not err.is_terminal:
+        return run_scenario(loaded, seed=seed, out=target, transport=transport, interrupt=interrupt, formats=formats)
+    from .progress import live_progress
+
+    with live_progress(err, loaded) as progress:
+        return run_scenario(
+            loaded,
+            seed=seed,
+            out=target,
+            transport=transport,
+            progress=progress,
+            interrupt=interrupt,
+            formats=formats,
+        )
 
 
 def _print_lines(console: Console, lines: list[str], heading: str | None = None) -> None:
@@ -320,11 +399,12 @@ def check(
 def report_command(
     results: Annotated[Path, typer.Argument(help="a results folder written by `smtp-outage run`")],
 ) -> None:
-    """Write report.html and its figures (PNG) for an existing RESULTS folder."""
+    """Write report.html and its figures (PNG) for an existing RESULTS folder (a run's or a sweep's)."""
     from ..report import write_report
+    from ..report.sweep import is_sweep_folder, write_sweep_report
 
     try:
-        page = write_report(results)
+        page = write_sweep_report(results) if is_sweep_folder(results) else write_report(results)
     except OutageError as exc:
         raise _fail(exc) from None
     out.print(str(page), markup=False, highlight=False, soft_wrap=True)
@@ -403,3 +483,4 @@ def main() -> None:
 # registering itself on ``app`` when imported here, one line per module.
 from . import importlog  # noqa: E402, F401  (smtp-outage import)
 from . import incidents as _incidents  # noqa: E402,F401  (smtp-outage incidents)
+from . import sweep as _sweep  # noqa: E402,F401  (smtp-outage sweep)

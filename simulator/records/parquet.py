@@ -30,6 +30,7 @@ __all__ = [
     "ParquetEventWriter",
     "iter_parquet_events",
     "fold_parquet_events",
+    "iter_parquet_attempts",
     "write_messages_parquet",
     "iter_parquet_rows",
     "BATCH",
@@ -187,3 +188,14 @@ def _events_of(table: pa.Table) -> Iterator[Event]:
             if values.get(name) is not None:
                 values[name] = json.loads(values[name])
         yield _TYPES[kind](**values)
+
+
+def iter_parquet_attempts(path: Path) -> Iterator[tuple[str, float]]:
+    """``(message id, t)`` of every ``attempt`` event of an ``events.parquet``, one row group at a time."""
+    import pyarrow.compute as pc
+
+    source = pq.ParquetFile(path)
+    for group in range(source.num_row_groups):
+        table = source.read_row_group(group, columns=["t", "type", "message"])
+        attempts = table.filter(pc.equal(table.column("type"), "attempt"))
+        yield from zip(attempts.column("message").to_pylist(), attempts.column("t").to_pylist(), strict=True)

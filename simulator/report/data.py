@@ -11,7 +11,8 @@ at the start, preference by order) and the windows from ``summary.json``.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -24,7 +25,7 @@ from ..analysis import Analysis, EventFold, RunFacts, SenderFacts, ServerFacts
 from ..clock import SimClock
 from ..errors import Problem, ScenarioError
 from ..ledger import LedgerRows, MessageRecord
-from ..results import read_ledger
+from ..results import read_ledger, require_complete
 
 __all__ = ["ReportData", "load_results", "REQUIRED"]
 
@@ -157,12 +158,43 @@ def _facts_without_timeline(
     return servers, senders, windows
 
 
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Turn a malformed results file into a ``ScenarioError`` naming it (no traceback)."""
+    try:
+        yield
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise ScenarioError(
+            [
+                Problem(
+                    str(path), None, "", f"not a results file smtp-outage wrote ({what[:120]}); run the scenario again"
+                )
+            ]
+        ) from None
+
+
+def _json(path: Path, kind: type) -> Any:
+    """A JSON document of *kind* (``dict``), or a ``ScenarioError`` naming the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ScenarioError([Problem(str(path), None, "", f"cannot read the results: {exc}")]) from None
+    if not isinstance(data, kind):
+        raise ScenarioError(
+            [Problem(str(path), None, "", f"not a results file smtp-outage wrote (not a JSON {kind.__name__})")]
+        )
+    return data
+
+
 def load_results(folder: str | Path) -> ReportData:
     """Read a results folder written by ``smtp-outage run``.
 
-    Raises ``ScenarioError`` (bad input) when a required file is missing or unreadable.
+    Raises ``ScenarioError`` (bad input) when a required file is missing or
+    unreadable, or when the folder holds a run that is not complete.
     """
     folder = Path(folder)
+    require_complete(folder, "a report")
     missing = [
         name for name in REQUIRED if not (folder / name).is_file() and not (folder / _TWINS.get(name, name)).is_file()
     ]
@@ -178,19 +210,20 @@ def load_results(folder: str | Path) -> ReportData:
                 )
             ]
         )
-    try:
-        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
-        timeline_path = folder / "timeline.json"
-        timeline = json.loads(timeline_path.read_text(encoding="utf-8")) if timeline_path.is_file() else None
-    except (OSError, ValueError) as exc:
-        raise ScenarioError([Problem(str(folder), None, "", f"cannot read the results: {exc}")]) from None
-    start = datetime.fromisoformat(summary["clock"]["start"])
-    zone = timeline["clock"].get("timezone") if timeline else None
-    clock = SimClock(_ClockSpec(start, datetime.fromisoformat(summary["clock"]["end"]), zone))
+    summary = _json(folder / "summary.json", dict)
+    timeline_path = folder / "timeline.json"
+    timeline = _json(timeline_path, dict) if timeline_path.is_file() else None
+    with _reading(folder / "summary.json"):
+        start = datetime.fromisoformat(summary["clock"]["start"])
+        end = datetime.fromisoformat(summary["clock"]["end"])
+    with _reading(timeline_path):
+        zone = timeline["clock"].get("timezone") if timeline else None
+        clock = SimClock(_ClockSpec(start, end, zone))
     ledger_file = folder / "messages.csv"
     if not ledger_file.is_file():
         ledger_file = folder / "messages.parquet"
-    ledger = read_ledger(ledger_file, start)
+    with _reading(ledger_file):
+        ledger = read_ledger(ledger_file, start)
     records = LedgerRows(ledger)
     fold = EventFold()
     events_file = folder / "events.jsonl"
@@ -205,48 +238,53 @@ def load_results(folder: str | Path) -> ReportData:
         if i is not None and ledger.bounced_at[i] != ledger.bounced_at[i]:
             ledger.bounced_at[i] = t
     if timeline is not None:
-        servers = tuple(
-            ServerFacts(
-                s["name"],
-                tuple(s.get("domains", [])),
-                s.get("initially", "up"),
-                int(s.get("preference", 10)),
-                bool(s.get("relay", False)),
-                s.get("delivery_per_minute"),
+        with _reading(timeline_path):
+            servers = tuple(
+                ServerFacts(
+                    s["name"],
+                    tuple(s.get("domains", [])),
+                    s.get("initially", "up"),
+                    int(s.get("preference", 10)),
+                    bool(s.get("relay", False)),
+                    s.get("delivery_per_minute"),
+                )
+                for s in timeline["servers"]
             )
-            for s in timeline["servers"]
-        )
-        senders = tuple(
-            SenderFacts(s["name"], s.get("count"), s.get("policy", ""), s.get("gives_up_after"))
-            for s in timeline["senders"]
-        )
-        windows = tuple((w["label"], float(w["start"]), float(w["end"])) for w in timeline["windows"])
-        declared = bool(timeline.get("windows_declared"))
-        description = timeline.get("description") or ""
-        sources = tuple(s for s in timeline.get("sources", []) if isinstance(s, dict))
+            senders = tuple(
+                SenderFacts(s["name"], s.get("count"), s.get("policy", ""), s.get("gives_up_after"))
+                for s in timeline["senders"]
+            )
+            windows = tuple((w["label"], float(w["start"]), float(w["end"])) for w in timeline["windows"])
+            declared = bool(timeline.get("windows_declared"))
+            description = timeline.get("description") or ""
+            sources = tuple(s for s in timeline.get("sources", []) if isinstance(s, dict))
     else:
-        servers, senders, windows = _facts_without_timeline(summary, records, fold, start)
+        with _reading(folder / "summary.json"):
+            servers, senders, windows = _facts_without_timeline(summary, records, fold, start)
         declared, description, sources = True, "", ()
-    facts = RunFacts(
-        scenario=str(summary.get("scenario", folder.name)),
-        seed=int(summary.get("seed", 0)),
-        clock=clock,
-        servers=servers,
-        senders=senders,
-        windows=windows,
-        records=records,
-        events=(),
-        fold=fold,
-        description=description,
-        timezone=zone,
-        windows_declared=declared,
-        transport=str(summary.get("transport", "")),
-        wall_seconds=float(summary.get("wall_seconds", 0.0)),
-        notifications=int(summary.get("notifications", 0)),
-        status=str(summary.get("status", "complete")),
-        sources=sources,
-    )
+    with _reading(folder / "summary.json"):
+        facts = RunFacts(
+            scenario=str(summary.get("scenario", folder.name)),
+            seed=int(summary.get("seed", 0)),
+            clock=clock,
+            servers=servers,
+            senders=senders,
+            windows=windows,
+            records=records,
+            events=(),
+            fold=fold,
+            description=description,
+            timezone=zone,
+            windows_declared=declared,
+            transport=str(summary.get("transport", "")),
+            wall_seconds=float(summary.get("wall_seconds", 0.0)),
+            notifications=int(summary.get("notifications", 0)),
+            sources=sources,
+            interrupted_by=str(summary.get("interrupted_by", "")),
+            stopped_at=_seconds(start, summary["stopped_at"]) if summary.get("stopped_at") else None,
+        )
     thresholds = None
     if (folder / "thresholds.json").is_file():
-        thresholds = json.loads((folder / "thresholds.json").read_text(encoding="utf-8")).get("thresholds")
+        with _reading(folder / "thresholds.json"):
+            thresholds = _json(folder / "thresholds.json", dict).get("thresholds")
     return ReportData(folder, Analysis(facts), thresholds, start)
