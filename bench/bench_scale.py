@@ -104,6 +104,7 @@ def child(size: int, out: Path, transport: str, fmt: str, report: bool) -> dict[
     run = run_scenario(path, transport=transport, out=out / "results", formats=fmt)
     ran, ran_cpu = time.perf_counter() - started, time.process_time() - cpu
     engine_seconds = run.wall_seconds
+    _note(f"run {ran:.1f} s (engine {engine_seconds:.1f} s, CPU {ran_cpu:.1f} s), {run.attempts:,} attempts")
     summary = json.loads((out / "results" / "summary.json").read_text(encoding="utf-8"))
     del run
     from simulator.report import load_results
@@ -116,6 +117,7 @@ def child(size: int, out: Path, transport: str, fmt: str, report: bool) -> dict[
     for t, _ in a.recovery_times:
         a.qshape(t, (5, 10, 20, 40, 80, 160, 320, 640, 1280))
     analysis_seconds = time.perf_counter() - started
+    _note(f"analysis from the files {analysis_seconds:.1f} s")
     del data, a
     report_seconds = 0.0
     if report:
@@ -124,6 +126,7 @@ def child(size: int, out: Path, transport: str, fmt: str, report: bool) -> dict[
         started = time.perf_counter()
         write_report(out / "results")
         report_seconds = time.perf_counter() - started
+        _note(f"report {report_seconds:.1f} s")
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     attempts = int(summary["attempts"])
     bare, bare_cpu = bare_simpy(attempts)
@@ -142,6 +145,13 @@ def child(size: int, out: Path, transport: str, fmt: str, report: bool) -> dict[
         "bare_seconds": bare,
         "bare_cpu_seconds": bare_cpu,
     }
+
+
+def _note(text: str) -> None:
+    """A progress line on stderr, with the peak RSS so far."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    sys.stderr.write(f"{time.strftime('%H:%M:%S')} {text}; peak RSS so far {peak:,.0f} MB\n")
+    sys.stderr.flush()
 
 
 def _row(r: dict[str, Any]) -> str:
@@ -188,7 +198,10 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--child", str(size), "--out", tmp, "--format", args.format]
             cmd += ["--wire"] if args.wire else []
             cmd += ["--no-report"] if args.no_report else []
-            done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode:
+                sys.stderr.write(done.stderr)
+                raise SystemExit(f"size {size}: the child failed (exit {done.returncode})")
             result = json.loads(done.stdout.strip().splitlines()[-1])
             print(_row(result), flush=True)
             print(f"  counts {result['counts']}, connections {result['connections']:,}", file=sys.stderr)

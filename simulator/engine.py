@@ -307,9 +307,8 @@ class Replay:
         return self._stamp
 
     def _known(self, message_id: str) -> bool:
-        """Whether *message_id* is one of this run's messages that has arrived."""
-        i = self.ledger.index_of(message_id)
-        return i is not None and i < self.arrived
+        """Whether *message_id* names one of this run's messages (arrived or not)."""
+        return self.ledger.index_of(message_id) is not None
 
     def _on_commit(self, message_id: str, server: str, now: float) -> None:
         i = self.ledger.index_of(message_id)
