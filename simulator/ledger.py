@@ -354,6 +354,8 @@ class LedgerBuilder:
             )
         }
         self._state_number = {state: k for k, state in enumerate(STATES)}
+        #: the digits of the ids so far while every row is named as the engine names them (else None)
+        self._width: int | None = -1
 
     def add(self, r: MessageRecord) -> None:
         """Append one row."""
@@ -363,9 +365,7 @@ class LedgerBuilder:
         self.submitted.append(r.submitted_at)
         self.mta.append(k)
         self.rcpt.append(self._locals.setdefault(local if local else r.recipient, len(self._locals)))
-        self._ids.append(r.message_id)
-        self._originators.append(r.originator)
-        self._recipients.append(r.recipient)
+        self._names(r, sender, local)
         c, texts = self._cols, self._texts
         c["attempts"].append(r.attempts)
         c["connections"].append(r.connections)
@@ -382,19 +382,54 @@ class LedgerBuilder:
         c["accepted_by"].append(self._servers.index(r.accepted_by) if r.accepted_by else -1)
         c["final_state"].append(self._state_number.get(r.final_state, -1))
 
+    def _names(self, r: MessageRecord, sender: Sender, local: str) -> None:
+        """Keep the row's id and addresses only once a row does not follow the engine's naming.
+
+        Rows named as the engine names them (``m`` and the row's number, all of one width; the
+        originator and recipient made from the recipient's local part) keep nothing: a million rows
+        read back hold no strings. The first row that differs makes the builder keep them all.
+        """
+        n = len(self.submitted)  # this row's number, counting from 1
+        if self._width == -1:  # the first row says the width
+            self._width = len(r.message_id) - 1
+        if self._width is not None:
+            digits = r.message_id[1:]
+            named = (
+                r.message_id[:1] == "m"
+                and digits.isdigit()
+                and len(digits) == self._width
+                and int(digits) == n
+                and r.recipient == f"{local}@{sender.domain}"
+                and r.originator == f"{local.replace('user', 'sender')}@{sender.name}.example"
+            )
+            if named:
+                return
+            # Back-fill what the rows so far were (named as the engine names them), then keep every name.
+            senders, locals_ = list(self._senders), list(self._locals)
+            for i in range(n - 1):
+                back_sender = senders[self.mta[i]]
+                back_local = locals_[self.rcpt[i]]
+                self._ids.append(f"m{i + 1:0{self._width}d}")
+                self._originators.append(f"{back_local.replace('user', 'sender')}@{back_sender.name}.example")
+                self._recipients.append(f"{back_local}@{back_sender.domain}")
+            self._width = None
+        self._ids.append(r.message_id)
+        self._originators.append(r.originator)
+        self._recipients.append(r.recipient)
+
     def finish(self) -> Ledger:
         """The ledger of the rows added."""
         ledger = Ledger(self.submitted, self.mta, self.rcpt, list(self._senders), list(self._locals), self._servers)
         for name, column in self._cols.items():
             setattr(ledger, name, column)
         ledger.texts = self._texts
-        derived = all(
-            ledger.message_id(i) == self._ids[i]
-            and ledger.originator(i) == self._originators[i]
-            and ledger.recipient(i) == self._recipients[i]
-            for i in range(len(ledger))
-        )
-        if not derived:
+        if self._width is not None and self._width != ledger.width:
+            # every row was named alike, but not at the width a ledger of this size uses
+            self._ids = [f"m{i + 1:0{self._width}d}" for i in range(len(ledger))]
+            self._originators = [ledger.originator(i) for i in range(len(ledger))]
+            self._recipients = [ledger.recipient(i) for i in range(len(ledger))]
+            self._width = None
+        if self._width is None and len(ledger):
             ledger.explicit = (self._ids, self._originators, self._recipients)
             ledger._explicit_index = {m: i for i, m in enumerate(self._ids)}
         return ledger

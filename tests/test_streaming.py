@@ -195,3 +195,25 @@ def test_progress_line_says_where_the_run_is(tmp_path):
 def test_an_unknown_format_is_refused(tmp_path, formats):
     with pytest.raises(ValueError, match="csv, parquet, both"):
         run_scenario(write(tmp_path, SMALL), transport="memory", out=tmp_path / "o", formats=formats)
+
+
+def test_rows_named_otherwise_are_kept_as_they_are(tmp_path):
+    """A ledger read back keeps no names while rows follow the engine's naming, and every name once one does not."""
+    import dataclasses
+
+    run = run_scenario(write(tmp_path, SMALL), transport="memory")
+    rows = list(run.records)
+    named = LedgerBuilder()
+    for row in rows:
+        named.add(row)
+    assert named.finish().explicit is None
+    odd = LedgerBuilder()
+    changed = [*rows[:3], dataclasses.replace(rows[3], message_id="from-a-log-17", originator="x@y.example"), *rows[4:]]
+    for row in changed:
+        odd.add(row)
+    ledger = odd.finish()
+    assert ledger.explicit is not None
+    assert [ledger.record(i).message_id for i in range(len(ledger))] == [r.message_id for r in changed]
+    assert [ledger.originator(i) for i in range(len(ledger))] == [r.originator for r in changed]
+    assert [ledger.recipient(i) for i in range(len(ledger))] == [r.recipient for r in changed]
+    assert ledger.index_of("from-a-log-17") == 3
