@@ -8,9 +8,10 @@ the simulated time the attempt took.
 
 A delivery process knows only its collaborators (``Couriers``): the SimPy
 environment, a router, a submit function, an event sink, the ledger keeper
-that records acceptances, bounces and warnings, and the instant's host
-probes. MTA quirks (falling back to the next MX, sharing a host's failure)
-are the policy's own answers.
+that records acceptances, bounces and warnings, the instant's host probes
+and its serial rounds. MTA quirks (falling back to the next MX, sharing a
+host's failure, sending a retry round out one message at a time) are the
+policy's own answers.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from .policies import Decision, Failure, FailureKind, MessageView, PolicyState, 
 from .routing import Resolver
 from .transport import Outcome
 
-__all__ = ["Mta", "Job", "Couriers", "Keeper", "HostProbes", "deliver", "STAGE_ORDER", "charge"]
+__all__ = ["Mta", "Job", "Couriers", "Keeper", "HostProbes", "Rounds", "deliver", "STAGE_ORDER", "charge"]
 
 STAGE_ORDER = (Stage.GREETING, Stage.EHLO, Stage.MAIL, Stage.RCPT, Stage.DATA, Stage.DOT)
 
@@ -124,6 +125,47 @@ class HostProbes:
         self._probes.setdefault((mta.name, host), event)
 
 
+class Rounds:
+    """Retry rounds that go out one message at a time (``RetryPolicy.serial_rounds``).
+
+    Within one simulated instant, the deferred messages of one MTA to one
+    destination form a queue: each asks its policy whether to connect only
+    once the message ahead of it has had its outcome applied to the retry
+    state, or has gone on to spend simulated time on an open connection (a
+    timeout, a slow server), when the next one may go out beside it. A
+    Postfix queue manager does this: its deferred-queue scan hands out one
+    message at a time, and a refused connection is reported back before the
+    next message is dispatched, so failures accumulate and mark the
+    destination dead part way through the round.
+    """
+
+    def __init__(self, env: simpy.Environment) -> None:
+        self._env = env
+        self._last: dict[tuple[str, str], simpy.Event] = {}
+        self._at = -1.0
+
+    def join(self, mta: Mta, domain: str) -> tuple[simpy.Event | None, simpy.Event]:
+        """Queue up: the turn of the message ahead (None if it is through) and this message's own turn.
+
+        The caller waits for the first, and triggers the second with ``done``
+        when its outcome is in or its connection starts to take time.
+        """
+        if self._at != self._env.now:
+            self._last.clear()
+            self._at = self._env.now
+        key = (mta.name, domain)
+        ahead = self._last.get(key)
+        mine = self._env.event()
+        self._last[key] = mine
+        return (ahead if ahead is not None and not ahead.processed else None), mine
+
+    @staticmethod
+    def done(turn: simpy.Event | None) -> None:
+        """Let the next message of the round go (no-op when there is no turn or it was given)."""
+        if turn is not None and not turn.triggered:
+            turn.succeed()
+
+
 @dataclass(frozen=True)
 class Couriers:
     """What a delivery process works with, and nothing more."""
@@ -135,6 +177,7 @@ class Couriers:
     stamp: Callable[[], dict[str, Any]]  #: ``t`` and ``time`` of the current instant, for events
     keeper: Keeper
     probes: HostProbes
+    rounds: Rounds
     unreachable: Callable[[str], bool]  #: whether a host is down as "unreachable" (for the wire's stand-in)
 
 
@@ -215,6 +258,11 @@ def deliver(c: Couriers, job: Job) -> Generator[simpy.Event, Any, None]:
             job.sync()
             decision = mta.state.after_failure(job.view(), nowhere, env.now)
             continue
+        turn = None
+        if policy.serial_rounds and job.attempts:  # a retry round (new mail is tried as it arrives)
+            ahead, turn = c.rounds.join(mta, job.domain)
+            if ahead is not None:
+                yield ahead
         for n, host in enumerate(hosts):
             job.attempts += 1
             failure = mta.state.before_connect(job.view(), host, env.now)
@@ -245,9 +293,11 @@ def deliver(c: Couriers, job: Job) -> Generator[simpy.Event, Any, None]:
                 if outcome.accepted:
                     charged = charge(None, plan, policy.timeouts)
                     if charged:
+                        Rounds.done(turn)
                         yield env.timeout(charged)
                     c.keeper.accepted(job, host, outcome)
                     mta.state.after_success(job.view(), host, env.now)
+                    Rounds.done(turn)
                     return
                 failure = _as_seen(c, outcome.failure, host)
                 emit(
@@ -265,6 +315,7 @@ def deliver(c: Couriers, job: Job) -> Generator[simpy.Event, Any, None]:
                 )
                 charged = charge(failure, plan, policy.timeouts)
                 if charged:
+                    Rounds.done(turn)
                     yield env.timeout(charged)
             elif probe is not None and failure.kind is not FailureKind.SUSPENDED:
                 pass  # shared the first connection's host failure (logged as "cached")
@@ -291,3 +342,4 @@ def deliver(c: Couriers, job: Job) -> Generator[simpy.Event, Any, None]:
             if decision.warn:
                 c.keeper.warn(job, decision)
             emit(NextMxEvent(**stamp(), message=r.message_id, sender=mta.name, after=host, to=hosts[n + 1]))
+        Rounds.done(turn)

@@ -20,7 +20,7 @@ import simpy
 from . import dsn
 from .bridge import Bridge
 from .clock import SimClock
-from .delivery import Couriers, HostProbes, Job, Mta, deliver, with_client_timeouts
+from .delivery import Couriers, HostProbes, Job, Mta, Rounds, deliver, with_client_timeouts
 from .errors import RunError
 from .events import AcceptedEvent, BounceEvent, Event, EventLog, RelayedEvent, ReplyEvent, WarningEvent
 from .faults import SessionPlan
@@ -219,6 +219,7 @@ class Replay:
         self.jobs: list[Job] = []
         self.keeper = _Keeper(self)
         self.probes = HostProbes(self.env)
+        self.rounds = Rounds(self.env)
         self._relay_inbox: list[tuple[str, str, float]] = []
         self._stamp_at = -1.0
         self._stamp: dict[str, Any] = {}
@@ -280,6 +281,7 @@ class Replay:
             stamp=self.stamp,
             keeper=self.keeper,
             probes=self.probes,
+            rounds=self.rounds,
             unreachable=self._unreachable,
         )
 

@@ -213,6 +213,12 @@ class RetryPolicy(Protocol):
     ``shares_host_failure``
         True for MTAs that, within one queue run, do not connect again to a
         host that just failed: later messages to it share that failure.
+    ``serial_rounds``
+        True for MTAs whose queue manager hands the messages of a retry
+        round to delivery one at a time, so that the outcome of one
+        message's attempt is known before the next message to the same
+        destination goes out (Postfix's deferred-queue scan): failures
+        accumulate within the round and can stop the rest of it.
     ``gives_up_after``
         Seconds after arrival at which a message whose every attempt fails
         is returned, or ``None`` if not within 30 days.
@@ -237,6 +243,10 @@ class RetryPolicy(Protocol):
     @property
     def shares_host_failure(self) -> bool:
         """True when later messages of one queue run share a host's failure without connecting."""
+
+    @property
+    def serial_rounds(self) -> bool:
+        """True when a retry round's messages go out one at a time, each after the one before has its outcome."""
 
     @property
     def gives_up_after(self) -> float | None:

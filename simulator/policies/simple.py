@@ -129,6 +129,11 @@ class Schedule:
         """Per-message state: no host status is shared."""
         return False
 
+    @property
+    def serial_rounds(self) -> bool:
+        """Per-message state: a message's outcome never changes another's decision."""
+        return False
+
     @cached_property
     def gives_up_after(self) -> float | None:
         """Seconds after arrival at which a message whose every attempt fails bounces (None: not in 30 days)."""
@@ -186,6 +191,11 @@ class Exponential:
     @property
     def shares_host_failure(self) -> bool:
         """Per-message state: no host status is shared."""
+        return False
+
+    @property
+    def serial_rounds(self) -> bool:
+        """Per-message state: a message's outcome never changes another's decision."""
         return False
 
     @cached_property
