@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -23,7 +25,16 @@ from .scenario import Scenario
 from .schema.incident import scenario_windows
 from .thresholds import Outcome, evaluate, to_json
 
-__all__ = ["Run", "run_scenario", "run_scenario_async", "facts_of", "write_results", "OUTPUT_FILES"]
+__all__ = [
+    "Run",
+    "run_scenario",
+    "run_scenario_async",
+    "facts_of",
+    "write_results",
+    "prepare_results",
+    "write_summary",
+    "OUTPUT_FILES",
+]
 
 OUTPUT_FILES = (
     "messages.csv",
@@ -34,6 +45,47 @@ OUTPUT_FILES = (
     "thresholds.json",
 )
 """The files a run writes into its results folder (``thresholds.json`` only when the scenario declares thresholds)."""
+
+_REPORT_FILES = ("report.html", "timeline.png", "outcomes.png", "queue.png", "delays.png", "recovery.png")
+
+
+def _report_files() -> tuple[str, ...]:
+    try:
+        from .report import FIGURES
+    except ImportError:  # pragma: no cover - the report's own dependencies missing
+        return _REPORT_FILES
+    return ("report.html", *FIGURES)
+
+
+def prepare_results(out_dir: str | Path, scenario_name: str, seed: int) -> Path:
+    """Before a run: remove what an earlier run wrote into *out_dir* and mark the folder as holding a running run.
+
+    Only the files this tool writes are removed (``OUTPUT_FILES``, ``report.html`` and the report's
+    figures); ``summary.json`` then says ``{"scenario": ..., "seed": ..., "status": "running"}``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (*OUTPUT_FILES, *_report_files()):
+        (out / name).unlink(missing_ok=True)
+    _write_json(out / "summary.json", {"scenario": scenario_name, "seed": seed, "status": "running"})
+    return out
+
+
+def _write_json(path: Path, document: Mapping[str, Any], indent: int = 2) -> None:
+    """Write *document* atomically: a temporary file in the same folder, then ``os.replace``."""
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(json.dumps(document, indent=indent) + "\n", encoding="utf-8")
+    os.replace(temp, path)
+
+
+def write_summary(run: Run, out_dir: str | Path, status: Mapping[str, Any] | None = None) -> Path:
+    """Replace ``summary.json`` atomically with the run's summary and its status (``complete`` by default).
+
+    A run stopped early passes ``{"status": "partial", "interrupted_by": ..., "stopped_at": ...}``.
+    """
+    path = Path(out_dir) / "summary.json"
+    _write_json(path, {**run.analysis.summary(), **(status or {"status": "complete"})})
+    return path
 
 
 def facts_of(result: RunResult) -> RunFacts:
@@ -97,14 +149,14 @@ class Run(RunResult):
         return write_results(self, out_dir)
 
 
-def write_results(run: Run, out_dir: str | Path) -> Path:
+def write_results(run: Run, out_dir: str | Path, status: Mapping[str, Any] | None = None) -> Path:
     """Write ``messages.csv``, ``summary.json``, ``events.jsonl``, ``notifications.mbox``, ``timeline.json``
-    (and ``thresholds.json``) into *out_dir*."""
+    (and ``thresholds.json``) into *out_dir*; ``summary.json`` last, atomically, with its *status*
+    (``"status": "complete"`` by default; see ``write_summary``)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     a = run.analysis
     write_messages(out / "messages.csv", run.records, run.clock, a.window_of)
-    (out / "summary.json").write_text(json.dumps(a.summary(), indent=2) + "\n", encoding="utf-8")
     write_events(out / "events.jsonl", run.events)
     write_notifications(out / "notifications.mbox", run.notifications)
     (out / "timeline.json").write_text(json.dumps(a.timeline_document(), indent=1) + "\n", encoding="utf-8")
@@ -114,6 +166,7 @@ def write_results(run: Run, out_dir: str | Path) -> Path:
         thresholds.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     elif thresholds.exists():
         thresholds.unlink()  # an earlier run's verdicts are not this run's
+    write_summary(run, out, status)
     return out
 
 

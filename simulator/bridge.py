@@ -73,12 +73,19 @@ class Bridge:
         before_flush: Callable[[], Awaitable[None]],
         after_flush: Callable[[], None],
         progress: Callable[[float], None] | None = None,
-    ) -> None:
+        *,
+        pace: Callable[[float], Awaitable[bool]] | None = None,
+    ) -> bool:
         """Run the simulation to *until*, flushing attempts at the end of each instant.
 
         *before_flush* brings the servers' listeners in line with the model
         (timeline changes of this instant); *after_flush* checks for server
         errors. *progress* gets the simulated time now and then.
+
+        With *pace* (a live run) each instant waits until ``pace(t)`` lets it
+        run, and every instant ends with *before_flush*, attempts or not, so
+        that the listeners follow the timeline as it happens. Returns True
+        when *pace* stopped the run before *until*.
         """
         env = self.env
         step, peek = env.step, env.peek
@@ -87,11 +94,17 @@ class Bridge:
         while True:
             if peek() > until:
                 break
+            if pace is not None and peek() > env.now and not await pace(peek()):
+                return True
             step()
-            if self._pending and peek() > env.now:
-                await before_flush()
-                await self.flush()
-                after_flush()
+            if peek() > env.now:
+                if self._pending:
+                    await before_flush()
+                    await self.flush()
+                    after_flush()
+                elif pace is not None:
+                    await before_flush()
+                    after_flush()
             steps += 1
             if progress is not None and steps % 512 == 0:
                 now = time.monotonic()
@@ -100,3 +113,4 @@ class Bridge:
                     progress(env.now)
         if progress is not None:
             progress(until)
+        return False

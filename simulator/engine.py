@@ -5,13 +5,19 @@
 sending MTAs with their policy state, one SimPy process per message, one for
 the timeline), hands each process only the collaborators it needs, drives
 them through the time-frozen ``Bridge`` and returns a ``RunResult``.
+
+A ``LiveLink`` turns a replay into a live run (``simulator.live``): the same
+servers on fixed ports, the same timeline, SimPy still the only clock but
+stepped no faster than the wall clock allows; outside MTAs connect when they
+like, and their mail is recorded beside the simulated senders'.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Mapping
+from dataclasses import dataclass, field
 from email.utils import format_datetime
 from typing import Any
 
@@ -26,7 +32,7 @@ from .events import AcceptedEvent, BounceEvent, Event, EventLog, RelayedEvent, R
 from .faults import SessionPlan
 from .ledger import MessageRecord, finalize
 from .policies import Decision, build_policy
-from .receiver import Mode, ReceivingServer, SessionContext
+from .receiver import Mode, ReceivingServer, SessionContext, SessionNote
 from .results import RunResult
 from .routing import Dns, Resolver, hosts_to_try
 from .scenario import Scenario
@@ -36,7 +42,7 @@ from .traffic import Arrival, csv_arrivals, poisson_arrivals
 from .transport import Attempt, MemoryTransport, Outcome, SmtpTransport, Transport
 from .wire import LOOPBACK, WireServer
 
-__all__ = ["Replay", "Progress"]
+__all__ = ["Replay", "Progress", "LiveLink"]
 
 Progress = Callable[[float, float], None]
 """Called with (simulated seconds done, simulated seconds in all)."""
@@ -172,6 +178,47 @@ class _Keeper:
             self.notifications.append(note)
 
 
+@dataclass
+class LiveLink:
+    """What a live run plugs into a replay.
+
+    ``wall`` says which simulated second the wall clock has reached; the
+    servers read their time from it (never past the next event SimPy has
+    not run yet, so a server never acts on a state the timeline has not
+    reached). ``pace`` waits until the wall clock reaches a simulated time,
+    and returns False to stop the run there (an interrupt). ``commit`` is
+    told of a message stored that no simulated sender submitted (outside
+    mail) and returns its ledger row; ``watch`` hears every step of the
+    connections nobody announced; ``listen``, if given, every event as it is
+    emitted. ``ports`` fixes each server's loopback port (0: any free one);
+    ``ready`` gets each server's address once all of them listen (simulated
+    time 0 starts then); ``senders`` runs the scenario's simulated senders
+    alongside.
+    """
+
+    wall: Callable[[], float]
+    pace: Callable[[float], Awaitable[bool]]
+    commit: Callable[[str, str, float], MessageRecord]
+    watch: Callable[[SessionNote], None]
+    ports: Mapping[str, int] = field(default_factory=dict)
+    listen: Callable[[Event], None] | None = None
+    ready: Callable[[dict[str, tuple[str, int]]], None] | None = None
+    senders: bool = True
+
+
+class _ListenedLog(EventLog):
+    """An event log that also tells a listener of each event."""
+
+    def __init__(self, listen: Callable[[Event], None]) -> None:
+        super().__init__()
+        self._listen = listen
+
+    def emit(self, event: Event) -> None:
+        """Keep *event* and tell the listener."""
+        super().emit(event)
+        self._listen(event)
+
+
 class Replay:
     """One run of a scenario. Use ``await replay.run()`` or ``simulator.run_scenario``."""
 
@@ -182,16 +229,22 @@ class Replay:
         seed: int | None = None,
         transport: str = "wire",
         progress: Progress | None = None,
+        live: LiveLink | None = None,
     ) -> None:
         if transport not in ("wire", "memory"):
             raise ValueError("transport is 'wire' or 'memory'")
+        if live is not None and transport != "wire":
+            raise ValueError("a live run is on the wire")
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
-        self.transport_kind = transport
+        self.transport_kind = "live" if live is not None else transport
         self.progress = progress
+        self.live = live
         self.clock = SimClock(scenario.clock)
         self.env = simpy.Environment()
-        self.log = EventLog()
+        self.log = EventLog() if live is None or live.listen is None else _ListenedLog(live.listen)
+        self.outside: list[MessageRecord] = []
+        self.stopped_at: float | None = None
         relays = {s.name for s in scenario.servers if s.relay is not None}
         self.stores = MailStores([s.name for s in scenario.servers], relays)
         self.dns = Dns(scenario.servers)
@@ -205,11 +258,13 @@ class Replay:
                 domains=spec.domains,
                 hostname=spec.hostname or f"{spec.name}.{spec.domains[0]}",
                 stores=self.stores,
-                now=lambda: self.env.now,
+                now=self.server_now if live is not None else lambda: self.env.now,
                 on_commit=self._on_commit,
                 mode=Mode(spec.initially),
                 seed=self.seed,
             )
+            if live is not None:
+                self.servers[spec.name].watch = live.watch
             if spec.relay is not None:
                 policy = build_policy(spec.relay.policy)
                 rng = random.Random(f"{self.seed}/policy/relay/{spec.name}")
@@ -233,8 +288,17 @@ class Replay:
             self._stamp = {"t": round(now, 3), "time": self.clock.iso(now)}
         return self._stamp
 
+    def server_now(self) -> float:
+        """A live run's time for the servers: the wall clock's, between the last instant run and the next one."""
+        assert self.live is not None
+        env = self.env
+        return max(env.now, min(self.live.wall(), env.peek()))
+
     def _on_commit(self, message_id: str, server: str, now: float) -> None:
         record = self.records.get(message_id)
+        if record is None and self.live is not None:
+            record = self.records[message_id] = self.live.commit(message_id, server, now)
+            self.outside.append(record)
         if record is None:
             self.servers[server].errors.append(RunError(f"{server} stored an unknown message {message_id}"))
             return
@@ -287,6 +351,8 @@ class Replay:
 
     # ------------------------------------------------------------------ setup
     def _build_jobs(self) -> None:
+        if self.live is not None and not self.live.senders:
+            return
         arrivals: list[tuple[float, int, int, int, Arrival, Mta, str]] = []
         end = self.clock.end
         domains = self.dns.domains
@@ -376,13 +442,14 @@ class Replay:
             ) from exc
 
     async def run(self) -> RunResult:
-        """Replay the scenario and return its result."""
+        """Replay the scenario and return its result (a live run: until its clock ends or it is stopped)."""
         started = time.perf_counter()
         self._build_jobs()
         transport: Transport
-        if self.transport_kind == "wire":
+        if self.transport_kind != "memory":
+            ports = self.live.ports if self.live is not None else {}
             for name, logic in self.servers.items():
-                self.wire[name] = WireServer(logic)
+                self.wire[name] = WireServer(logic, port=ports.get(name, 0))
             transport = SmtpTransport(self.scenario.engine.wire_timeout, self.wire)
         else:
             transport = MemoryTransport(self.servers)
@@ -390,6 +457,8 @@ class Replay:
         try:
             for wire in self.wire.values():
                 await wire.start()
+            if self.live is not None and self.live.ready is not None:
+                self.live.ready({name: wire.address for name, wire in self.wire.items()})
             scene = Scene(self.env, self.clock, self.servers, self.stores, self.dns, self.log.emit, self.stamp)
             self.env.process(timeline_process(scene, self.scenario.timeline))
             couriers = self._couriers()
@@ -398,12 +467,23 @@ class Replay:
             end = self.clock.end
             progress = self.progress
             report = (lambda now: progress(now, end)) if progress is not None else None
-            await self.bridge.drive(end, self._before_flush, self._after_flush, report)
+            pace = None
+            if self.live is not None:
+                pace = self.live.pace
+                self.env.timeout(end)  # a live run serves until its clock ends, events or not
+            stopped = await self.bridge.drive(end, self._before_flush, self._after_flush, report, pace=pace)
+            self.stopped_at = self.server_now() if stopped else None
         finally:
             for wire in self.wire.values():
                 await wire.stop()
-        records = [job.record for job in self.jobs]
-        counts = finalize(records, self.stores.holdings(), len(self.jobs))
+        return self._result(time.perf_counter() - started)
+
+    def _result(self, wall_seconds: float) -> RunResult:
+        """The ledger of what was submitted by now (all of it, unless a live run stopped early)."""
+        now = self.env.now  # a live run stopped early: what was submitted by the last instant run
+        jobs = [job for job in self.jobs if job.arrival <= now] if self.stopped_at is not None else self.jobs
+        records = [job.record for job in jobs] + self.outside
+        counts = finalize(records, self.stores.holdings(), len(records))
         policies: dict[str, tuple[str, float | None]] = {}
         for job in self.jobs:
             policies.setdefault(job.mta.group, (job.mta.policy.label, job.mta.policy.gives_up_after))
@@ -418,7 +498,7 @@ class Replay:
             records=records,
             counts=counts,
             events=self.log.events,
-            wall_seconds=time.perf_counter() - started,
+            wall_seconds=wall_seconds,
             wire_seconds=self.bridge.wire_seconds,
             batches=self.bridge.batches,
             transport=self.transport_kind,

@@ -43,6 +43,11 @@ attempts of their message). A fault
 listed for some recipients cannot match before RCPT. Latency is simulated
 time the engine charges to its senders; a client that is not on the
 simulated clock sees no delay, and no stall.
+
+A server may be *watched* (``ReceivingServer.watch``, the live mode): each
+step at which a connection nobody announced ends, is refused or hands over
+a message is reported as a ``SessionNote``, with what the client has said
+so far, so that outside mail can be recorded as the engine's mail is.
 """
 
 from __future__ import annotations
@@ -80,7 +85,9 @@ __all__ = [
     "ServerSession",
     "Step",
     "Act",
+    "SessionNote",
     "message_id_of",
+    "OWN_DOMAIN",
 ]
 
 _MESSAGE_ID = re.compile(rb"^Message-ID:\s*<([^>\r\n]+)>", re.IGNORECASE | re.MULTILINE)
@@ -89,10 +96,22 @@ _ENVELOPE_STAGES = frozenset({Stage.EHLO, Stage.MAIL, Stage.RCPT, Stage.DATA, St
 """The stages an envelope decision can answer at."""
 
 
+OWN_DOMAIN = "smtp-outage.invalid"
+"""The domain of the Message-IDs the engine's own senders write (``<m000001@smtp-outage.invalid>``)."""
+
+
 def message_id_of(content: bytes) -> str | None:
-    """The ledger key of a raw message: the Message-ID's part before ``@``."""
+    """The ledger key of a raw message: the Message-ID without its brackets.
+
+    The engine's own messages (``@smtp-outage.invalid``) are keyed by the part
+    before ``@``; any other client's Message-ID is kept whole.
+    """
     match = _MESSAGE_ID.search(content)
-    return match.group(1).decode("ascii", "replace").partition("@")[0] if match else None
+    if match is None:
+        return None
+    found = match.group(1).decode("ascii", "replace")
+    local, _, domain = found.partition("@")
+    return local if domain.lower() == OWN_DOMAIN else found
 
 
 class Mode(StrEnum):
@@ -190,6 +209,27 @@ def _stage_of(fault: FaultSpec) -> Stage | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class SessionNote:
+    """A step of a connection nobody announced, as a watcher hears of it.
+
+    ``stage`` is where it happened (``greeting`` for a connection turned
+    away or never greeted), ``step`` what the server did; ``helo``,
+    ``mail_from`` and ``rcpt`` what the client had said by then;
+    ``message_id`` the ledger key of the message handed over at the dot.
+    """
+
+    server: str
+    peer: str
+    stage: Stage
+    step: Step
+    helo: str = ""
+    mail_from: str = ""
+    rcpt: tuple[str, ...] = ()
+    message_id: str | None = None
+    turned_away: bool = False
+
+
 @dataclass
 class _ActiveFault:
     spec: FaultSpec
@@ -229,6 +269,7 @@ class ReceivingServer:
         self._attempts: dict[str, int] = {}
         self._greylist: dict[tuple[str, str], float] = {}
         self._admitted: deque[float] = deque()
+        self.watch: Callable[[SessionNote], None] | None = None
 
     # ------------------------------------------------------------------ faults
     def add_fault(self, spec: FaultSpec, until: float) -> None:
@@ -258,9 +299,9 @@ class ReceivingServer:
             plan.drop_after_commit = decided.drop_after_commit
         return plan
 
-    def session(self, plan: SessionPlan | None = None) -> ServerSession:
-        """The interpreter of one connection: of *plan*, or of a connection nobody announced."""
-        return ServerSession(self, plan)
+    def session(self, plan: SessionPlan | None = None, peer: str = "") -> ServerSession:
+        """The interpreter of one connection: of *plan*, or of a connection nobody announced from *peer*."""
+        return ServerSession(self, plan, peer)
 
     def connect(self) -> Admission:
         """A client connects: the mode's greeting, capacity admission, slow latency.
@@ -409,10 +450,21 @@ class ServerSession:
     (the wire) or reads the outcome from it (the in-memory transport).
     """
 
-    __slots__ = ("_attempts", "_faults", "_helo", "_mail_from", "_recipients", "announced", "plan", "server")
+    __slots__ = (
+        "_attempts",
+        "_faults",
+        "_helo",
+        "_mail_from",
+        "_recipients",
+        "announced",
+        "peer",
+        "plan",
+        "server",
+    )
 
-    def __init__(self, server: ReceivingServer, plan: SessionPlan | None = None) -> None:
+    def __init__(self, server: ReceivingServer, plan: SessionPlan | None = None, peer: str = "") -> None:
         self.server = server
+        self.peer = peer
         self.announced = plan is not None
         if plan is None:
             admission = server.connect()
@@ -429,9 +481,9 @@ class ServerSession:
         """On connect: the 220 greeting, silence, or a 421 and close."""
         plan = self.plan
         if plan.greeting == "silent" or plan.stall is Stage.GREETING:
-            return _SILENT
+            return self._noted(Stage.GREETING, _SILENT)
         if plan.greeting == "tempfail":
-            return Step(Act.CLOSE, plan.greeting_reply)
+            return self._noted(Stage.GREETING, Step(Act.CLOSE, plan.greeting_reply))
         return Step.say(replies.GREETING.format(hostname=self.server.hostname))
 
     def ehlo(self, hostname: str) -> Step:
@@ -441,7 +493,9 @@ class ServerSession:
         if self.plan.stall is Stage.EHLO:
             return _SILENT
         reply = self._fault_reply(Stage.EHLO)
-        return Step.say(replies.EHLO_OK.format(hostname=self.server.hostname) if reply is None else reply)
+        if reply is None:
+            return Step.say(replies.EHLO_OK.format(hostname=self.server.hostname))
+        return self._noted(Stage.EHLO, Step.say(reply))
 
     def mail(self, address: str) -> Step:
         """MAIL FROM *address*."""
@@ -450,7 +504,7 @@ class ServerSession:
         if self.plan.stall is Stage.MAIL:
             return _SILENT
         reply = self._fault_reply(Stage.MAIL)
-        return _SENDER_OK if reply is None else Step.say(reply)
+        return _SENDER_OK if reply is None else self._noted(Stage.MAIL, Step.say(reply))
 
     def rcpt(self, address: str) -> Step:
         """RCPT TO *address*: a fault's reply, a domain not served here, or accepted."""
@@ -458,7 +512,7 @@ class ServerSession:
             return _SILENT
         reply = self._fault_reply(Stage.RCPT, address) or self.server.rcpt(address)
         if reply is not None:
-            return Step.say(reply)
+            return self._noted(Stage.RCPT, Step.say(reply), rcpt=address)
         self._recipients.append(address)
         return _RECIPIENT_OK
 
@@ -467,7 +521,7 @@ class ServerSession:
         if self.plan.stall is Stage.DATA:
             return _SILENT
         reply = self._fault_reply(Stage.DATA)
-        return _START_DATA if reply is None else Step.say(reply)
+        return _START_DATA if reply is None else self._noted(Stage.DATA, Step.say(reply))
 
     def dot(self, content: bytes) -> Step:
         """The final dot: commit *content* through the server and return its reply.
@@ -482,12 +536,13 @@ class ServerSession:
         else:
             decided = self._decide(Stage.DOT, self._context(Stage.DOT))
             reply, drop = decided.reply_at(Stage.DOT), decided.drop_after_commit
-        self.reset()
         if reply is None:
             reply = self.server.data(content)
-        if drop and reply_code(reply) == 250:
-            return Step(Act.DROP, reply)
-        return Step.say(reply)
+        step = Step(Act.DROP, reply) if drop and reply_code(reply) == 250 else Step.say(reply)
+        if not self.announced:
+            self._noted(Stage.DOT, step, message_id=message_id_of(content))
+        self.reset()
+        return step
 
     def rset(self) -> Step:
         """RSET: forget the transaction."""
@@ -500,6 +555,25 @@ class ServerSession:
         self._recipients = []
 
     # ------------------------------------------------------------- decisions
+    def _noted(self, stage: Stage, step: Step, *, rcpt: str = "", message_id: str | None = None) -> Step:
+        """Tell the server's watcher, if any, what a connection nobody announced met; return *step*."""
+        watch = self.server.watch
+        if watch is not None and not self.announced:
+            watch(
+                SessionNote(
+                    server=self.server.name,
+                    peer=self.peer,
+                    stage=stage,
+                    step=step,
+                    helo=self._helo,
+                    mail_from=self._mail_from,
+                    rcpt=(rcpt,) if rcpt else tuple(self._recipients),
+                    message_id=message_id,
+                    turned_away=self.plan.turned_away,
+                )
+            )
+        return step
+
     def _fault_reply(self, stage: Stage, rcpt: str = "") -> str | None:
         if self.announced:
             return self.plan.reply_at(stage)

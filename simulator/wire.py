@@ -75,7 +75,8 @@ class _Session(SMTP):
         logic = self.owner.logic
         try:
             peer = self.transport.get_extra_info("peername") if self.transport is not None else None
-            self.dialogue = logic.session(self.owner.take_plan(peer[1] if peer else 0))
+            plan = self.owner.take_plan(peer[1] if peer else 0)
+            self.dialogue = logic.session(plan, f"{peer[0]}:{peer[1]}" if peer else "")
             step = self.dialogue.greeting()
         except Exception as error:  # a bug in the server logic: recorded, the engine aborts the run
             logic.errors.append(error)
@@ -198,10 +199,10 @@ class ServerHandler:
 class WireServer:
     """One aiosmtpd server whose listener follows its ``ReceivingServer``'s mode."""
 
-    def __init__(self, logic: ReceivingServer) -> None:
+    def __init__(self, logic: ReceivingServer, port: int = 0) -> None:
         self.logic = logic
         self.handler = ServerHandler(logic)
-        self.port = 0
+        self.port = port  #: 0 until started: any free port
         self._server: asyncio.Server | None = None
         self._placeholder: socket.socket | None = None
         self._plans: dict[int, SessionPlan] = {}

@@ -114,7 +114,7 @@ def render(run: Run, console: Console) -> None:
     """Print the run's tables: overall, by submission window, by sender group, delays, recoveries."""
     a = run.analysis
     s = run.scenario
-    where = "on the wire" if run.transport == "wire" else "SMTP sessions, in memory"
+    where = {"wire": "on the wire", "live": "on the wire, live"}.get(run.transport, "SMTP sessions, in memory")
     console.print(
         f"[bold]{s.name}[/bold] seed {run.seed}: {a.messages} messages, {a.attempts} attempts "
         f"({a.connections} {where}), {run.clock.iso(0)} to {run.clock.iso(run.clock.end)}, "
@@ -247,7 +247,7 @@ def run(
     except OutageError as exc:
         raise _fail(exc) from None
     if as_json:
-        sys.stdout.write(json.dumps(result.summary(), indent=2) + "\n")
+        sys.stdout.write(json.dumps({**result.summary(), "status": "complete"}, indent=2) + "\n")
     else:
         render(result, out)
     err.print(
@@ -403,3 +403,4 @@ def main() -> None:
 
 # Further commands live in modules of this package (simulator/cli/<name>.py), each
 # registering itself on ``app`` when imported here, one line per module.
+from . import serve as _serve  # noqa: E402, F401  (smtp-outage serve)
