@@ -59,7 +59,9 @@ def _timestamp(value: Any) -> Any:
             raise PydanticCustomError(
                 "timestamp", "expected a timestamp such as 2011-10-26 10:38, got {value}", {"value": repr(value)}
             ) from None
-    raise PydanticCustomError("timestamp", "expected a timestamp such as 2011-10-26 10:38, got {value}", {"value": repr(value)})
+    raise PydanticCustomError(
+        "timestamp", "expected a timestamp such as 2011-10-26 10:38, got {value}", {"value": repr(value)}
+    )
 
 
 Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
@@ -271,13 +273,16 @@ class TrafficSpec(_Model):
     def _one_source(self) -> TrafficSpec:
         if sum(x is not None for x in (self.rate, self.csv, self.at)) != 1:
             raise PydanticCustomError(
-                "traffic", "give exactly one of rate (e.g. 12/h), csv (a file of arrivals) and at (a list of timestamps)"
+                "traffic",
+                "give exactly one of rate (e.g. 12/h), csv (a file of arrivals) and at (a list of timestamps)",
             )
         if self.rate is not None and self.rate <= 0:
             raise PydanticCustomError("traffic", "rate must be greater than 0, e.g. 12/h")
         if isinstance(self.profile, list):
             if len(self.profile) != 24:
-                raise PydanticCustomError("profile", "profile needs 24 hourly weights, got {n}", {"n": len(self.profile)})
+                raise PydanticCustomError(
+                    "profile", "profile needs 24 hourly weights, got {n}", {"n": len(self.profile)}
+                )
             if any(w < 0 for w in self.profile) or not any(self.profile):
                 raise PydanticCustomError("profile", "profile weights must be >= 0 and not all 0")
         return self
@@ -345,28 +350,52 @@ def _traffic_window(clock: Clock, t: TrafficSpec, loc: tuple[Any, ...]) -> list[
         for key in ("start", "until", "profile"):
             if key in t.model_fields_set:
                 source = "csv" if t.csv is not None else "at"
-                errors.append(((*loc, key), f"{key} only shapes rate traffic; {source} lists its own times, so remove {key}"))
+                errors.append(
+                    ((*loc, key), f"{key} only shapes rate traffic; {source} lists its own times, so remove {key}")
+                )
         return errors
     nothing = False
     if t.until is not None and t.until <= clock.start:
         nothing = True
-        errors.append(((*loc, "until"), f"the traffic ends ({t.until}) before the clock starts ({clock.start}), so this group "
-                       f"sends nothing; set until after {clock.start} or remove it"))
+        errors.append(
+            (
+                (*loc, "until"),
+                f"the traffic ends ({t.until}) before the clock starts ({clock.start}), so this group "
+                f"sends nothing; set until after {clock.start} or remove it",
+            )
+        )
     if t.start is not None and t.start >= clock.end:
         nothing = True
-        errors.append(((*loc, "start"), f"the traffic starts ({t.start}) after the clock ends ({clock.end}), so this group "
-                       f"sends nothing; set start before {clock.end} or remove it"))
+        errors.append(
+            (
+                (*loc, "start"),
+                f"the traffic starts ({t.start}) after the clock ends ({clock.end}), so this group "
+                f"sends nothing; set start before {clock.end} or remove it",
+            )
+        )
     if nothing:
         return errors
     if t.start is not None and t.until is not None and t.until <= t.start:
-        errors.append(((*loc, "until"), f"the traffic ends ({t.until}) before it starts ({t.start}); until must be after start"))
+        errors.append(
+            ((*loc, "until"), f"the traffic ends ({t.until}) before it starts ({t.start}); until must be after start")
+        )
         return errors
     if t.start is not None and t.start < clock.start:
-        errors.append(((*loc, "start"), f"{t.start} is before the clock starts ({clock.start}); set start to {clock.start} "
-                       "or later, or remove it to send from the start"))
+        errors.append(
+            (
+                (*loc, "start"),
+                f"{t.start} is before the clock starts ({clock.start}); set start to {clock.start} "
+                "or later, or remove it to send from the start",
+            )
+        )
     if t.until is not None and t.until > clock.end:
-        errors.append(((*loc, "until"), f"{t.until} is after the clock's end ({clock.end}); set until to {clock.end} "
-                       "or earlier, or remove it to send until the end"))
+        errors.append(
+            (
+                (*loc, "until"),
+                f"{t.until} is after the clock's end ({clock.end}); set until to {clock.end} "
+                "or earlier, or remove it to send until the end",
+            )
+        )
     return errors
 
 
@@ -385,10 +414,17 @@ def check_semantics(s: Scenario) -> list[tuple[tuple[Any, ...], str]]:
             domains.setdefault(domain, []).append(server)
     for i, server in enumerate(s.servers):
         if server.relay is not None:
-            better = [o for d in server.domains for o in domains[d] if o.preference < server.preference and o.relay is None]
+            better = [
+                o for d in server.domains for o in domains[d] if o.preference < server.preference and o.relay is None
+            ]
             if not better:
-                errors.append((("servers", i, "relay"), f"{server.name} relays to more preferred MX hosts of its domains, "
-                               f"but none has a lower preference than {server.preference}; add one or raise this preference"))
+                errors.append(
+                    (
+                        ("servers", i, "relay"),
+                        f"{server.name} relays to more preferred MX hosts of its domains, "
+                        f"but none has a lower preference than {server.preference}; add one or raise this preference",
+                    )
+                )
     # Per-server disk state, to reject impossible timelines up front.
     disk_ok = {name: True for name in names}  # the server has a working disk
     failed_disk = {name: False for name in names}  # a failed disk waits to be recovered or given up
@@ -396,24 +432,40 @@ def check_semantics(s: Scenario) -> list[tuple[tuple[Any, ...], str]]:
     previous: datetime | None = None
     for i, ev in enumerate(s.timeline):
         if previous is not None and ev.at < previous:
-            errors.append(((("timeline", i, "at")), f"{ev.at} is earlier than the entry before it ({previous}); keep the timeline in time order"))
+            errors.append(
+                (
+                    (("timeline", i, "at")),
+                    f"{ev.at} is earlier than the entry before it ({previous}); keep the timeline in time order",
+                )
+            )
         previous = max(previous, ev.at) if previous else ev.at
         if not (s.clock.start <= ev.at <= s.clock.end):
             errors.append((("timeline", i, "at"), f"{ev.at} is outside the clock ({s.clock.start} to {s.clock.end})"))
         if isinstance(ev, DnsEvent):
             if ev.domain not in domains:
-                errors.append((("timeline", i, "domain"), f"no server serves {ev.domain!r}; served domains: {', '.join(domains)}"))
+                errors.append(
+                    (("timeline", i, "domain"), f"no server serves {ev.domain!r}; served domains: {', '.join(domains)}")
+                )
             for j, mx in enumerate(ev.mx):
                 if mx not in names:
-                    errors.append((("timeline", i, "mx", j), f"no server named {mx!r}; servers are: {', '.join(names)}"))
+                    errors.append(
+                        (("timeline", i, "mx", j), f"no server named {mx!r}; servers are: {', '.join(names)}")
+                    )
             continue
         if ev.server not in names:
-            errors.append((("timeline", i, "server"), f"no server named {ev.server!r}; servers are: {', '.join(names)}"))
+            errors.append(
+                (("timeline", i, "server"), f"no server named {ev.server!r}; servers are: {', '.join(names)}")
+            )
             continue
         name = ev.server
         until = getattr(ev, "until", None)
         if until is not None and until <= ev.at:
-            errors.append((("timeline", i, "until"), f"the window ends ({until}) before it starts ({ev.at}); until must be after at"))
+            errors.append(
+                (
+                    ("timeline", i, "until"),
+                    f"the window ends ({until}) before it starts ({ev.at}); until must be after at",
+                )
+            )
         elif until is not None and until > s.clock.end:
             errors.append((("timeline", i, "until"), f"{until} is after the clock's end ({s.clock.end})"))
         if isinstance(ev, CrashEvent):
@@ -421,41 +473,77 @@ def check_semantics(s: Scenario) -> list[tuple[tuple[Any, ...], str]]:
             failed_disk[name] = True
         elif isinstance(ev, (RecoverDiskEvent, DiskLostEvent)):
             if not failed_disk[name] and isinstance(ev, DiskLostEvent):
-                errors.append((("timeline", i, "event"), f"{name} has no failed disk to lose at {ev.at}; add a crash before it"))
+                errors.append(
+                    (("timeline", i, "event"), f"{name} has no failed disk to lose at {ev.at}; add a crash before it")
+                )
             failed_disk[name] = False
             if isinstance(ev, RecoverDiskEvent):
                 disk_ok[name] = True
         elif isinstance(ev, RestoreEvent):
             source = ev.from_server or name
             if source not in names:
-                errors.append((("timeline", i, "from_server"), f"no server named {source!r}; servers are: {', '.join(names)}"))
+                errors.append(
+                    (("timeline", i, "from_server"), f"no server named {source!r}; servers are: {', '.join(names)}")
+                )
                 continue
             usable = [b for b in good_backups[source] if ev.backup == "latest" or b == ev.backup]
             if not usable:
                 what = "no successful backup" if ev.backup == "latest" else f"no successful backup at {ev.backup}"
-                errors.append((("timeline", i, "backup"), f"{source} has {what} before {ev.at}; add a backup event with ok: true"))
+                errors.append(
+                    (("timeline", i, "backup"), f"{source} has {what} before {ev.at}; add a backup event with ok: true")
+                )
             disk_ok[name] = True
         elif isinstance(ev, BackupsEvent) and ev.ok:
             if not disk_ok[name]:
-                errors.append((("timeline", i, "ok"), f"{name}'s disk has failed at {ev.at}; backups of it cannot succeed (use ok: false)"))
+                errors.append(
+                    (
+                        ("timeline", i, "ok"),
+                        f"{name}'s disk has failed at {ev.at}; backups of it cannot succeed (use ok: false)",
+                    )
+                )
             else:
                 good_backups[name].append(ev.at)
         elif isinstance(ev, BackupEvent) and ev.ok:
             if not disk_ok[name]:
-                errors.append((("timeline", i, "ok"), f"{name}'s disk has failed at {ev.at}; a backup of it cannot succeed (use ok: false)"))
+                errors.append(
+                    (
+                        ("timeline", i, "ok"),
+                        f"{name}'s disk has failed at {ev.at}; a backup of it cannot succeed (use ok: false)",
+                    )
+                )
             else:
                 good_backups[name].append(ev.at)
         elif isinstance(ev, UpEvent) and not disk_ok[name]:
-            errors.append((("timeline", i, "event"), f"{name} has no working disk at {ev.at}; add a recover-disk or restore event first"))
+            errors.append(
+                (
+                    ("timeline", i, "event"),
+                    f"{name} has no working disk at {ev.at}; add a recover-disk or restore event first",
+                )
+            )
     for i, sender in enumerate(s.senders):
         t = sender.traffic
         if t.to is not None and t.to not in domains:
-            errors.append((("senders", i, "traffic", "to"), f"no server accepts mail for {t.to!r}; served domains: {', '.join(domains)}"))
+            errors.append(
+                (
+                    ("senders", i, "traffic", "to"),
+                    f"no server accepts mail for {t.to!r}; served domains: {', '.join(domains)}",
+                )
+            )
         if t.to is None and len(domains) > 1:
-            errors.append((("senders", i, "traffic"), f"several domains are served ({', '.join(domains)}); say which one with to:"))
+            errors.append(
+                (
+                    ("senders", i, "traffic"),
+                    f"several domains are served ({', '.join(domains)}); say which one with to:",
+                )
+            )
         for j, when in enumerate(t.at or []):
             if not (s.clock.start <= when <= s.clock.end):
-                errors.append((("senders", i, "traffic", "at", j), f"{when} is outside the clock ({s.clock.start} to {s.clock.end})"))
+                errors.append(
+                    (
+                        ("senders", i, "traffic", "at", j),
+                        f"{when} is outside the clock ({s.clock.start} to {s.clock.end})",
+                    )
+                )
         errors.extend(_traffic_window(s.clock, t, ("senders", i, "traffic")))
     for i, w in enumerate(s.windows):
         lo = s.clock.start if w.start == "start" else w.start
