@@ -403,5 +403,6 @@ def main() -> None:
 
 # Further commands live in modules of this package (simulator/cli/<name>.py), each
 # registering itself on ``app`` when imported here, one line per module.
+from . import fidelity as _fidelity  # noqa: E402, F401  (smtp-outage fidelity)
 from . import importlog  # noqa: E402, F401  (smtp-outage import)
 from . import serve as _serve  # noqa: E402, F401  (smtp-outage serve)
