@@ -128,7 +128,7 @@ class HostProbes:
 class Rounds:
     """Retry rounds that go out one message at a time (``RetryPolicy.serial_rounds``).
 
-    Within one simulated instant, the deferred messages of one MTA to one
+    Within one simulated instant, the messages of one MTA to one
     destination form a queue: each asks its policy whether to connect only
     once the message ahead of it has had its outcome applied to the retry
     state, or has gone on to spend simulated time on an open connection (a
@@ -136,7 +136,10 @@ class Rounds:
     Postfix queue manager does this: its deferred-queue scan hands out one
     message at a time, and a refused connection is reported back before the
     next message is dispatched, so failures accumulate and mark the
-    destination dead part way through the round.
+    destination dead part way through the round. New mail of the same
+    instant queues up behind the round (the scan runs at the start of its
+    second, new mail arrives during it): a round that marks the
+    destination dead holds the new mail too.
     """
 
     def __init__(self, env: simpy.Environment) -> None:
@@ -259,7 +262,9 @@ def deliver(c: Couriers, job: Job) -> Generator[simpy.Event, Any, None]:
             decision = mta.state.after_failure(job.view(), nowhere, env.now)
             continue
         turn = None
-        if policy.serial_rounds and job.attempts:  # a retry round (new mail is tried as it arrives)
+        if policy.serial_rounds:
+            if not job.attempts:
+                yield env.timeout(0)  # new mail comes in after the instant's retry round has started
             ahead, turn = c.rounds.join(mta, job.domain)
             if ahead is not None:
                 yield ahead

@@ -3,9 +3,9 @@
 ``Sender`` below calls a policy state the way the replay engine does: all
 attempts due at one instant call ``before_connect`` first, then their
 results are applied in order with ``after_failure`` / ``after_success``;
-for a policy with ``serial_rounds`` (Postfix) new mail goes out that way,
-and then the retry round one message at a time, each after the outcome of
-the one before.
+for a policy with ``serial_rounds`` (Postfix) the retry round goes out one
+message at a time, each after the outcome of the one before, and then the
+new mail of that instant, the same way.
 """
 
 from __future__ import annotations
@@ -74,8 +74,7 @@ class Sender:
             self._round(batch, now, outcome)
             return now
         retries = [mid for mid in batch if self.msgs[mid].attempts]
-        self._round([mid for mid in batch if mid not in retries], now, outcome)
-        for mid in retries:
+        for mid in retries + [mid for mid in batch if mid not in retries]:
             self._round([mid], now, outcome)
         return now
 

@@ -82,3 +82,13 @@ async def test_mail_arriving_a_second_after_others_failed_on_arrival_connects() 
     arrivals = ["2024-03-04 10:00:00"] * 6 + ["2024-03-04 10:00:01"] * 4
     run = await run_scenario_async(_scenario("tempfail", arrivals=arrivals), transport="memory")
     assert _per_round(run.events, "attempt")[1.0] == 4  # the old model suspended all four
+
+
+async def test_new_mail_in_the_second_of_a_round_that_kills_the_destination_is_suspended() -> None:
+    # The real Postfix with 50 messages: the scan at the start of a second marked the
+    # destination dead; mail arriving later in that second was deferred without connecting.
+    arrivals = ["2024-03-04 10:00:00"] * 10 + ["2024-03-04 10:00:06"]
+    run = await run_scenario_async(_scenario("refuse", arrivals=arrivals), transport="memory")
+    at_6 = [(e.type, e.message) for e in run.events if e.t == 6.0 and e.type in ("attempt", "suspended")]
+    assert [kind for kind, _ in at_6] == ["attempt"] * 4 + ["suspended"] * 7
+    assert at_6[-1][1] == run.records[-1].message_id  # the new message, after the round

@@ -18,6 +18,7 @@ PID, and removes the directory.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import pwd
@@ -29,7 +30,10 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["PrivatePostfix", "SCALED_TIMERS", "unavailable", "main_cf"]
+from ..scenario import Scenario
+from .serve import LiveResult, serve_scenario
+
+__all__ = ["PrivatePostfix", "SCALED_TIMERS", "unavailable", "main_cf", "relay_through_postfix"]
 
 POSTFIX = "/usr/sbin/postfix"
 POSTCONF = "/usr/sbin/postconf"
@@ -135,16 +139,37 @@ class PrivatePostfix:
                 raise RuntimeError(f"the private Postfix did not start; see {self.log}")
             time.sleep(0.05)
 
-    def submit(self, recipient: str, sender: str = "a@example.org", subject: str = "") -> None:
-        """Queue one message through ``sendmail`` (pickup hands it to the queue manager)."""
+    def submit(self, recipient: str, sender: str = "a@example.org", *, wait: float | None = 10.0) -> None:
+        """Queue one message through ``sendmail``; with *wait*, until its first delivery attempt is logged.
+
+        Waiting keeps each new message's first delivery on its own, as mail
+        that arrives one message at a time into an idle queue manager is
+        (the case the ``postfix`` preset models); a burst queued faster than
+        the delivery agents report back is handed out like a retry round.
+        """
         self._submitted += 1
-        body = f"Subject: {subject or f'probe {self._submitted}'}\nFrom: <{sender}>\nTo: <{recipient}>\n\nprobe\n"
+        before = self.attempts_logged()
+        body = f"Subject: probe {self._submitted}\nFrom: <{sender}>\nTo: <{recipient}>\n\nprobe\n"
         subprocess.run(
             [SENDMAIL, "-C", str(self.conf), "-f", sender, recipient],
             input=body.encode(),
             check=True,
             capture_output=True,
         )
+        if wait is None:
+            return
+        deadline = time.monotonic() + wait
+        while self.attempts_logged() <= before:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no delivery attempt was logged for message {self._submitted} in {wait:g}s")
+            time.sleep(0.01)
+
+    def attempts_logged(self) -> int:
+        """Delivery lines (``status=``) in the maillog so far."""
+        try:
+            return self.log.read_bytes().count(b" status=")
+        except FileNotFoundError:
+            return 0
 
     def _session(self) -> list[int]:
         """PIDs of the processes started for this instance: ``postfix start-fg`` and its descendants
@@ -205,3 +230,46 @@ class PrivatePostfix:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+async def relay_through_postfix(
+    scenario: Scenario,
+    *,
+    speed: float,
+    messages: int,
+    out: Path,
+    timers: Mapping[str, str] = SCALED_TIMERS,
+    recipient_domain: str | None = None,
+) -> tuple[LiveResult, Path]:
+    """Serve *scenario* live (port 0) and relay *messages* through a private Postfix to it until its clock ends.
+
+    Returns the live run (its results folder in *out*/``served``) and the
+    Postfix maillog copied to *out*/``maillog``. The Postfix instance is
+    stopped, by PID, whatever happens.
+    """
+    ready = asyncio.Event()
+    address: dict[str, tuple[str, int]] = {}
+
+    def on_ready(found: dict[str, tuple[str, int]]) -> None:
+        address.update(found)
+        ready.set()
+
+    domain = recipient_domain or scenario.servers[0].domains[0]
+    serving = asyncio.create_task(
+        serve_scenario(scenario, speed=speed, out=out / "served", on_ready=on_ready, report=False)
+    )
+    postfix: PrivatePostfix | None = None
+    try:
+        await asyncio.wait_for(ready.wait(), 60)
+        postfix = PrivatePostfix(address[scenario.servers[0].name], timers)
+        await asyncio.to_thread(postfix.start)
+        for i in range(messages):
+            await asyncio.to_thread(postfix.submit, f"b{i}@{domain}")
+        live = await serving
+        log = postfix.keep_log(out / "maillog")
+    finally:
+        if postfix is not None:
+            await asyncio.to_thread(postfix.stop)
+        if not serving.done():
+            serving.cancel()
+    return live, log
