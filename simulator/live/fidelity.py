@@ -114,13 +114,13 @@ class Round:
     at: float
     real_connected: int
     real_suspended: int
-    model_connected: int | None
-    model_suspended: int | None
+    model_connected: int
+    model_suspended: int
 
     @property
     def ok(self) -> bool:
         """Connections within one of the model's (the real count depends on a race in the queue manager)."""
-        return self.model_connected is not None and abs(self.real_connected - self.model_connected) <= 1
+        return abs(self.real_connected - self.model_connected) <= 1
 
 
 @dataclass
@@ -186,9 +186,10 @@ class Fidelity:
         )
         out.append("rounds (s: real connected/suspended, model connected/suspended):")
         for r in self.rounds:
-            model = "-" if r.model_connected is None else f"{r.model_connected}/{r.model_suspended}"
             mark = "ok" if r.ok else "differs"
-            out.append(f"  {r.at:>7g}  real {r.real_connected}/{r.real_suspended}  model {model}  {mark}")
+            out.append(
+                f"  {r.at:>7g}  real {r.real_connected}/{r.real_suspended}  model {r.model_connected}/{r.model_suspended}  {mark}"
+            )
         out.append(f"  {t['rounds_within_one']} of {t['rounds']} rounds within one connection of the model")
         return out
 
@@ -388,27 +389,49 @@ def _phase(preset: Any, history: list[SentMessage], seconds: Any) -> tuple[float
 
 
 def _rounds(messages: list[Compared], tolerance: float) -> list[Round]:
-    real: Counter[tuple[int, bool]] = Counter()
+    """The real rounds (attempts logged in the same second) matched with the model's.
+
+    A real round is matched with the model round at the same time, else with
+    the nearest one within the tolerance (the grid's +1 s slip, a first
+    attempt logged in the second after the arrival); rounds left over on
+    either side are shown with nothing on the other.
+    """
+    real: Counter[tuple[float, bool]] = Counter()
     model: Counter[tuple[float, bool]] = Counter()
     for m in messages:
         for t, connected in m.real:
-            real[(math.floor(t), connected)] += 1
+            real[(float(math.floor(t)), connected)] += 1
         for t, connected in m.model:
             model[(t, connected)] += 1
+    real_times = sorted({t for t, _ in real})
     model_times = sorted({t for t, _ in model})
-    out = []
-    used: set[float] = set()
-    for t in sorted({t for t, _ in real}):
-        match = next((m for m in model_times if m not in used and abs(m - t) <= tolerance), None)
-        if match is not None:
-            used.add(match)
-        out.append(
-            Round(
-                at=float(t),
-                real_connected=real[(t, True)],
-                real_suspended=real[(t, False)],
-                model_connected=None if match is None else model[(match, True)],
-                model_suspended=None if match is None else model[(match, False)],
-            )
+    pairs: dict[float, float] = {t: t for t in real_times if t in model_times}
+    free = [t for t in model_times if t not in pairs.values()]
+    for t in real_times:
+        if t in pairs:
+            continue
+        near = min((m for m in free if abs(m - t) <= tolerance), key=lambda m: abs(m - t), default=None)
+        if near is not None:
+            pairs[t] = near
+            free.remove(near)
+    rows = [
+        Round(
+            at=t,
+            real_connected=real[(t, True)],
+            real_suspended=real[(t, False)],
+            model_connected=model[(pairs[t], True)] if t in pairs else 0,
+            model_suspended=model[(pairs[t], False)] if t in pairs else 0,
         )
-    return out
+        for t in real_times
+    ]
+    rows += [
+        Round(
+            at=t,
+            real_connected=0,
+            real_suspended=0,
+            model_connected=model[(t, True)],
+            model_suspended=model[(t, False)],
+        )
+        for t in free
+    ]
+    return sorted(rows, key=lambda r: r.at)

@@ -55,8 +55,11 @@ model keeps the grid fixed at ``scan_phase``, so a prediction can be a
 second early after such a slip; take the phase from the first retry when
 comparing with a real log. Which messages of a round connect depends on the
 order of the real scan (queue file names); the model keeps the order of its
-own round, so only the counts per round compare. The concurrency window
-does not limit how many deliveries are in flight.
+own round, so only the counts per round compare. A round of many
+messages takes real time in the queue manager (fifty messages: more than a
+second), and a message handed out after the clock's second changed counts
+its next retry from that later second; the model's round takes no time.
+The concurrency window does not limit how many deliveries are in flight.
 """
 
 from __future__ import annotations
