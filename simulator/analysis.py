@@ -27,6 +27,7 @@ from typing import Any
 
 from . import metrics
 from .clock import SimClock
+from .durations import format_duration
 from .events import (
     AttemptEvent,
     BackupEvent,
@@ -61,6 +62,7 @@ class ServerFacts:
     initially: str = "up"
     preference: int = 10
     relay: bool = False
+    delivery_per_minute: float | None = None  #: the capacity of its delivery into the mailboxes (None: at once)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +93,8 @@ class RunFacts:
     transport: str = "wire"
     wall_seconds: float = 0.0
     notifications: int = 0
+    sources: tuple[dict[str, Any], ...] = ()
+    """The public reports the scenario encodes: ``title``, ``url``, ``published``, ``via``, ``quotes``."""
 
 
 @dataclass(frozen=True)
@@ -361,9 +365,44 @@ class Analysis:
             for s in self.storms
         ]
 
+    # ------------------------------------------------------------ into the mailboxes
+    @cached_property
+    def delivery_queues(self) -> bool:
+        """Whether any server's delivery into the mailboxes was not immediate (a capacity, or a delivery-queue fault)."""
+        declared = any(s.delivery_per_minute is not None for s in self.facts.servers)
+        return declared or any(
+            e.fault.get("kind") == "delivery-queue" for e in self.fault_events if isinstance(e, FaultEvent)
+        )
+
+    def delayed(self, records: Sequence[MessageRecord] | None = None) -> dict[float, int]:
+        """How many messages were readable in a mailbox later than each of ``metrics.DELAY_MARKS`` (``metrics.delayed``)."""
+        return metrics.mailbox_delays(self.records if records is None else records, self.end)
+
+    @cached_property
+    def mailbox_delays(self) -> dict[str, dict[str, Any]]:
+        """Per sender group (and ``all mail``): messages, how many were delayed beyond each mark, and how many wait still."""
+        rows: dict[str, dict[str, Any]] = {}
+        for label, mine in [
+            ("all mail", self.records),
+            *((g, [r for r in self.records if r.group == g]) for g in self.by_group),
+        ]:
+            rows[label] = {
+                "messages": len(mine),
+                "delayed": self.delayed(mine),
+                "queued": sum(1 for r in mine if r.final_state == "queued"),
+                "accepted": sum(1 for r in mine if r.accepted_at is not None),
+            }
+        return rows
+
     # ------------------------------------------------------------ documents
     def summary(self) -> dict[str, Any]:
-        """The content of ``summary.json``."""
+        """The content of ``summary.json`` (``delayed`` only when a server's delivery into the mailboxes was not immediate)."""
+        out = self._summary()
+        if self.delivery_queues:
+            out["delayed"] = {format_duration(over): n for over, n in self.delayed().items()}
+        return out
+
+    def _summary(self) -> dict[str, Any]:
         f = self.facts
         return {
             "scenario": f.scenario,
@@ -422,9 +461,11 @@ class Analysis:
                     "initially": s.initially,
                     "preference": s.preference,
                     "relay": s.relay,
+                    "delivery_per_minute": s.delivery_per_minute,
                 }
                 for s in f.servers
             ],
+            "sources": list(f.sources),
             "senders": [
                 {"name": s.name, "count": s.count, "policy": s.policy, "gives_up_after": s.gives_up_after}
                 for s in f.senders

@@ -92,7 +92,15 @@ def facts_of(result: RunResult) -> RunFacts:
     """What the analysis of a finished run starts from."""
     scenario = result.scenario
     servers = tuple(
-        ServerFacts(s.name, tuple(s.domains), s.initially, s.preference, s.relay is not None) for s in scenario.servers
+        ServerFacts(
+            s.name,
+            tuple(s.domains),
+            s.initially,
+            s.preference,
+            s.relay is not None,
+            s.delivery.per_minute if s.delivery is not None else None,
+        )
+        for s in scenario.servers
     )
     senders = tuple(SenderFacts(g.name, g.count, *result.policies.get(g.name, ("", None))) for g in scenario.senders)
     return RunFacts(
@@ -110,6 +118,7 @@ def facts_of(result: RunResult) -> RunFacts:
         transport=result.transport,
         wall_seconds=result.wall_seconds,
         notifications=len(result.notifications),
+        sources=tuple(source.model_dump(mode="json", exclude_none=True) for source in scenario.sources),
     )
 
 

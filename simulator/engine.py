@@ -246,7 +246,8 @@ class Replay:
         self.outside: list[MessageRecord] = []
         self.stopped_at: float | None = None
         relays = {s.name for s in scenario.servers if s.relay is not None}
-        self.stores = MailStores([s.name for s in scenario.servers], relays)
+        delivery = {s.name: s.delivery.per_minute for s in scenario.servers if s.delivery is not None}
+        self.stores = MailStores([s.name for s in scenario.servers], relays, delivery)
         self.dns = Dns(scenario.servers)
         self.records: dict[str, MessageRecord] = {}
         self.servers: dict[str, ReceivingServer] = {}
@@ -483,7 +484,8 @@ class Replay:
         now = self.env.now  # a live run stopped early: what was submitted by the last instant run
         jobs = [job for job in self.jobs if job.arrival <= now] if self.stopped_at is not None else self.jobs
         records = [job.record for job in jobs] + self.outside
-        counts = finalize(records, self.stores.holdings(), len(records))
+        end = self.clock.end if self.stopped_at is None else now
+        counts = finalize(records, self.stores.holdings(end), len(records))
         policies: dict[str, tuple[str, float | None]] = {}
         for job in self.jobs:
             policies.setdefault(job.mta.group, (job.mta.policy.label, job.mta.policy.gives_up_after))

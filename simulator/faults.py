@@ -9,6 +9,16 @@ latency charged in simulated time, or a 421 when the server is too busy.
 Decisions that depend on chance (``fraction``) are drawn from a hash of the
 scenario seed, the server, the message and its attempt number at that
 server, so they do not depend on the order sockets complete in.
+
+``recipients_fraction`` picks recipients instead of sessions: an address is
+affected when a hash of the scenario seed and the address alone
+(``address_chance``) falls below the fraction, so the same addresses are
+affected at every attempt, on every server and by every fault with the same
+fraction (a smaller fraction picks a subset of a larger one).
+
+One kind does not change a session at all: ``delivery-queue`` slows the
+server's internal delivery from its queue to the mailboxes
+(``simulator.store``), so mail accepted with a 250 becomes readable late.
 """
 
 from __future__ import annotations
@@ -32,8 +42,11 @@ __all__ = [
     "GreylistFault",
     "CapacityFault",
     "FailFirstFault",
+    "DeliveryQueueFault",
     "SessionPlan",
     "chance",
+    "address_chance",
+    "affects_address",
     "default_text",
 ]
 
@@ -61,8 +74,12 @@ def _fraction() -> float:
     return Field(1.0, gt=0.0, le=1.0, description="share of sessions affected (seeded)")
 
 
+def _recipients_fraction() -> float | None:
+    return Field(None, gt=0.0, le=1.0, description="share of recipient addresses affected (seeded by address)")
+
+
 class ReplyFault(_Fault):
-    """Answer ``code`` at ``stage`` (for some recipients or a fraction of sessions)."""
+    """Answer ``code`` at ``stage`` (for some recipients, a fraction of addresses, or a fraction of sessions)."""
 
     kind: Literal["reply"]
     stage: Literal["ehlo", "mail", "rcpt", "data", "dot"]
@@ -70,6 +87,16 @@ class ReplyFault(_Fault):
     text: str | None = None
     fraction: float = _fraction()
     recipients: list[str] | None = None
+    recipients_fraction: float | None = _recipients_fraction()
+
+    @model_validator(mode="after")
+    def _addresses_known(self) -> ReplyFault:
+        if self.recipients_fraction is not None and self.stage in ("ehlo", "mail"):
+            raise PydanticCustomError(
+                "recipients_fraction",
+                "recipients_fraction picks recipient addresses, which are known from RCPT on; use stage rcpt, data or dot",
+            )
+        return self
 
 
 class DropFault(_Fault):
@@ -136,8 +163,32 @@ class FailFirstFault(_Fault):
     code: int = Field(451, ge=400, le=599)
 
 
+class DeliveryQueueFault(_Fault):
+    """Mail is accepted with 250 at once, but reaches the mailboxes through a queue of ``per_minute`` capacity.
+
+    While the fault is in force, mail committed for the affected recipients
+    (all of them, or ``recipients_fraction`` of the addresses) joins a queue of
+    its own that delivers ``per_minute`` messages per simulated minute to the
+    mailboxes (0: held until the fault ends). When the fault ends, what is
+    still queued joins the server's normal delivery (``delivery`` in the
+    server's settings; immediate without one). Mail still queued when the run
+    ends is ``queued``.
+    """
+
+    kind: Literal["delivery-queue"]
+    per_minute: float = Field(ge=0.0, description="messages per simulated minute into the mailboxes; 0 holds them")
+    recipients_fraction: float | None = _recipients_fraction()
+
+
 FaultSpec = Annotated[
-    ReplyFault | DropFault | SlowFault | DiskFullFault | GreylistFault | CapacityFault | FailFirstFault,
+    ReplyFault
+    | DropFault
+    | SlowFault
+    | DiskFullFault
+    | GreylistFault
+    | CapacityFault
+    | FailFirstFault
+    | DeliveryQueueFault,
     Field(discriminator="kind"),
 ]
 
@@ -175,3 +226,14 @@ def chance(seed: int, server: str, message_id: str, attempt: int, salt: str) -> 
     """A deterministic number in [0, 1) for one session's dice roll."""
     digest = hashlib.blake2b(f"{seed}|{server}|{message_id}|{attempt}|{salt}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64
+
+
+def address_chance(seed: int, address: str) -> float:
+    """A deterministic number in [0, 1) for a recipient address: the same for every session, server and fault."""
+    digest = hashlib.blake2b(f"{seed}|address|{address.strip().lower()}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def affects_address(fraction: float | None, seed: int, address: str) -> bool:
+    """Whether a fault limited to ``recipients_fraction`` of the addresses (``None``: all) affects *address*."""
+    return fraction is None or fraction >= 1 or address_chance(seed, address) < fraction

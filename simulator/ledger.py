@@ -6,7 +6,8 @@ Every submitted message ends in exactly one of five states:
 ``stranded``   the sender got a 250, but the only copy is on a failed disk
 ``lost``       accepted, and every copy is destroyed
 ``bounced``    the sender gave up (retry lifetime exceeded, or a 5xx)
-``queued``     still in a sender's queue when the run ends (a backup MX's queue included)
+``queued``     still in a sender's queue when the run ends (a backup MX's queue included, and a
+               receiving server's delivery queue: accepted, not yet readable in a mailbox)
 
 ``finalize`` assigns the states and checks conservation; a run whose states
 do not add up fails with ``ConservationError``.

@@ -26,17 +26,18 @@ from .errors import Problem, ScenarioError
 from .policies import PRESETS
 from .policies.exim import EximParams
 from .scenario import Scenario
+from .schema.library import resolve
 from .schema.validate import dotted, line_of, validate
 
 __all__ = ["load_scenario", "line_of"]
 
 
 def load_scenario(path: str | Path, *, seed: int | None = None) -> Scenario:
-    """Load and validate a scenario file; *seed* overrides the file's seed.
+    """Load and validate a scenario file (or ``incident:NAME`` from the library); *seed* overrides the file's seed.
 
     Raises ``ScenarioError`` listing every problem with file and line.
     """
-    path = Path(path)
+    path = resolve(path)
     shown = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -56,6 +57,9 @@ def load_scenario(path: str | Path, *, seed: int | None = None) -> Scenario:
         raise ScenarioError(
             [Problem(shown, 1, "", "a scenario is a YAML mapping with name, clock, servers, timeline and senders")]
         )
+    twice = duplicate_keys(root, shown)
+    if twice:
+        raise ScenarioError(twice)
     if seed is not None:
         data["seed"] = seed
     try:
@@ -67,6 +71,42 @@ def load_scenario(path: str | Path, *, seed: int | None = None) -> Scenario:
     if problems:
         raise ScenarioError(problems)
     return scenario
+
+
+def duplicate_keys(root: yaml.Node | None, shown: str) -> list[Problem]:
+    """A key written twice in one mapping: YAML keeps the last silently, so the first would never count."""
+    found: list[Problem] = []
+    visited: set[int] = set()
+
+    def walk(node: yaml.Node, path: tuple[Any, ...]) -> None:
+        if id(node) in visited:  # an alias: its anchor was checked where it was written
+            return
+        visited.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+                    line = key.start_mark.line + 1
+                    if key.value in seen:
+                        found.append(
+                            Problem(
+                                shown,
+                                line,
+                                dotted((*path, key.value)),
+                                f"written twice (first on line {seen[key.value]}); YAML would keep only this one, "
+                                "so merge the two into one entry",
+                            )
+                        )
+                    else:
+                        seen[key.value] = line
+                walk(value, (*path, key.value))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, (*path, i))
+
+    if root is not None:
+        walk(root, ())
+    return found
 
 
 def schema_problems(exc: ValidationError, shown: str, root: yaml.Node | None) -> list[Problem]:

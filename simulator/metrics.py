@@ -45,6 +45,10 @@ __all__ = [
     "Storm",
     "delivery_delay",
     "availability_delay",
+    "bounce_delay",
+    "delayed",
+    "DELAY_MARKS",
+    "mailbox_delays",
     "left_queue_at",
     "percentile",
     "describe",
@@ -82,6 +86,39 @@ def availability_delay(record: MessageRecord) -> float | None:
     if record.final_state != "delivered" or record.final_at is None:
         return None
     return record.final_at - record.submitted_at
+
+
+def bounce_delay(record: MessageRecord) -> float | None:
+    """Seconds from submission to the bounce; ``None`` unless bounced."""
+    if record.final_state != "bounced" or record.final_at is None:
+        return None
+    return record.final_at - record.submitted_at
+
+
+def delayed(record: MessageRecord, over: float, end: float) -> bool:
+    """True when the message was not readable in a mailbox within *over* seconds of its submission.
+
+    That is mail delivered later than that (``availability_delay``, so the
+    time it waited in a receiving server's delivery queue counts), or mail
+    still queued (in a sender's queue, a backup MX's or a server's delivery
+    queue) at *end* having waited longer than that. Mail that bounced, was
+    lost or is stranded is not delayed: it failed, and its own state counts it.
+    """
+    if record.final_state == "delivered":
+        waited = availability_delay(record)
+        return waited is not None and waited > over
+    return record.final_state == "queued" and end - record.submitted_at > over
+
+
+DELAY_MARKS = (60.0, 300.0, 3600.0, 7200.0, 86400.0)
+"""The delays reports count mail readable later than: 1 minute, 5 minutes, 1 hour, 2 hours, 1 day."""
+
+
+def mailbox_delays(
+    records: Sequence[MessageRecord], end: float, marks: Sequence[float] = DELAY_MARKS
+) -> dict[float, int]:
+    """How many of *records* were ``delayed`` beyond each of *marks* (seconds)."""
+    return {over: sum(1 for r in records if delayed(r, over, end)) for over in marks}
 
 
 def left_queue_at(record: MessageRecord) -> float | None:

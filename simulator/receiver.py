@@ -61,6 +61,7 @@ from enum import StrEnum
 from . import replies
 from .faults import (
     CapacityFault,
+    DeliveryQueueFault,
     DiskFullFault,
     DropFault,
     FailFirstFault,
@@ -69,6 +70,7 @@ from .faults import (
     ReplyFault,
     SessionPlan,
     SlowFault,
+    affects_address,
     chance,
     default_text,
 )
@@ -273,12 +275,22 @@ class ReceivingServer:
 
     # ------------------------------------------------------------------ faults
     def add_fault(self, spec: FaultSpec, until: float) -> None:
-        """Switch a fault on until simulated time *until*."""
+        """Switch a fault on until simulated time *until*.
+
+        A ``delivery-queue`` fault changes no session: it opens a slower way
+        into the mailboxes in the server's mail store.
+        """
+        if isinstance(spec, DeliveryQueueFault):
+            fraction, seed = spec.recipients_fraction, self.seed
+            selects = None if fraction is None else (lambda rcpt: affects_address(fraction, seed, rcpt))
+            self._stores.slow_delivery(self.name, spec.per_minute, selects, self._now(), until)
+            return
         self.faults.append(_ActiveFault(spec, until))
 
     def clear_faults(self) -> None:
-        """Switch every fault off."""
+        """Switch every fault off (``delivery-queue`` faults included)."""
         self.faults.clear()
+        self._stores.end_slow_delivery(self.name, self._now())
 
     # ---------------------------------------------------------------- sessions
     def plan(self, ctx: SessionContext) -> SessionPlan:
@@ -388,6 +400,10 @@ class ReceivingServer:
         if isinstance(fault, ReplyFault):
             if fault.recipients is not None and ctx.rcpt_to.lower() not in {r.lower() for r in fault.recipients}:
                 return None
+            if fault.recipients_fraction is not None and not (
+                ctx.rcpt_to and affects_address(fault.recipients_fraction, self.seed, ctx.rcpt_to)
+            ):
+                return None
             if fault.fraction < 1 and chance(self.seed, self.name, ctx.message_id, attempt, "reply") >= fault.fraction:
                 return None
             return f"{fault.code} {fault.text or default_text(fault.code)}"
@@ -426,15 +442,15 @@ class ReceivingServer:
             return replies.NO_SUCH_DOMAIN
         return None
 
-    def data(self, content: bytes) -> str:
-        """Commit the message to the current disk and return the reply to the final dot."""
+    def data(self, content: bytes, recipient: str = "") -> str:
+        """Commit the message to the current disk (through the delivery queue, for *recipient*) and return the reply to the final dot."""
         message_id = message_id_of(content)
         if message_id is None:
             return replies.MESSAGE_ID_REQUIRED
         now = self._now()
         if not self._stores.has_disk(self.name):
             return replies.SERVICE_UNAVAILABLE
-        disk = self._stores.accept(self.name, message_id, now)
+        disk = self._stores.accept(self.name, message_id, now, recipient)
         self._on_commit(message_id, self.name, now)
         return replies.OK_QUEUED.format(queue_id=f"{disk}/{message_id}")
 
@@ -536,8 +552,9 @@ class ServerSession:
         else:
             decided = self._decide(Stage.DOT, self._context(Stage.DOT))
             reply, drop = decided.reply_at(Stage.DOT), decided.drop_after_commit
+        recipient = self._recipients[0] if self._recipients else ""
         if reply is None:
-            reply = self.server.data(content)
+            reply = self.server.data(content, recipient)
         step = Step(Act.DROP, reply) if drop and reply_code(reply) == 250 else Step.say(reply)
         if not self.announced:
             self._noted(Stage.DOT, step, message_id=message_id_of(content))

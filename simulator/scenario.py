@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, time
-from typing import Annotated, Any, Literal, Union
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
 from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -35,6 +34,8 @@ __all__ = [
     "TimelineEvent",
     "DOWN_MODES",
     "RelaySpec",
+    "DeliverySpec",
+    "SourceSpec",
     "check_semantics",
 ]
 
@@ -127,6 +128,19 @@ class ServerSpec(_Model):
     initially: Literal["up", "refuse", "blackhole", "unreachable", "tempfail"] = "up"
     preference: int = Field(10, ge=0, le=65535, description="MX preference: lower is tried first")
     relay: RelaySpec | None = None
+    delivery: DeliverySpec | None = None
+
+
+class DeliverySpec(_Model):
+    """The server's internal delivery from its queue to the mailboxes: ``per_minute`` messages per simulated minute.
+
+    Without it, mail accepted with a 250 is readable at once. With it, mail
+    waits its turn (first in, first out), so a burst is readable late even
+    when every session got its 250 at once; a ``delivery-queue`` fault slows
+    it further for a while.
+    """
+
+    per_minute: float = Field(gt=0.0, description="messages per simulated minute into the mailboxes")
 
 
 class RelaySpec(_Model):
@@ -235,19 +249,17 @@ class DiskLostEvent(_Event):
 
 
 TimelineEvent = Annotated[
-    Union[
-        UpEvent,
-        DownEvent,
-        CrashEvent,
-        BackupEvent,
-        BackupsEvent,
-        RestoreEvent,
-        RecoverDiskEvent,
-        DiskLostEvent,
-        FaultEvent,
-        ClearFaultsEvent,
-        DnsEvent,
-    ],
+    UpEvent
+    | DownEvent
+    | CrashEvent
+    | BackupEvent
+    | BackupsEvent
+    | RestoreEvent
+    | RecoverDiskEvent
+    | DiskLostEvent
+    | FaultEvent
+    | ClearFaultsEvent
+    | DnsEvent,
     Field(discriminator="event"),
 ]
 
@@ -321,6 +333,16 @@ class EngineSpec(_Model):
         return value
 
 
+class SourceSpec(_Model):
+    """A public report the scenario encodes: its title, address and date, and the sentences taken from it."""
+
+    title: str = Field(min_length=1)
+    url: str = Field(min_length=1)
+    published: date | None = None
+    via: str | None = Field(None, description="where the text was read, when not at url (an archive, a quotation)")
+    quotes: list[str] = Field(default_factory=list)
+
+
 class Scenario(_Model):
     """A whole incident: clock, servers, timeline, senders, windows, thresholds (``simulator.thresholds``)."""
 
@@ -334,6 +356,7 @@ class Scenario(_Model):
     windows: list[WindowSpec] = Field(default_factory=list)
     engine: EngineSpec = EngineSpec()
     thresholds: dict[str, ThresholdList] = Field(default_factory=dict)
+    sources: list[SourceSpec] = Field(default_factory=list)
 
     _source: Path | None = PrivateAttr(None)
 
@@ -413,6 +436,14 @@ def check_semantics(s: Scenario) -> list[tuple[tuple[Any, ...], str]]:
         for domain in server.domains:
             domains.setdefault(domain, []).append(server)
     for i, server in enumerate(s.servers):
+        if server.relay is not None and server.delivery is not None:
+            errors.append(
+                (
+                    ("servers", i, "delivery"),
+                    f"{server.name} is a backup MX: it forwards mail and delivers to no "
+                    "mailbox, so delivery does not apply; remove it or the relay",
+                )
+            )
         if server.relay is not None:
             better = [
                 o for d in server.domains for o in domains[d] if o.preference < server.preference and o.relay is None
@@ -426,8 +457,8 @@ def check_semantics(s: Scenario) -> list[tuple[tuple[Any, ...], str]]:
                     )
                 )
     # Per-server disk state, to reject impossible timelines up front.
-    disk_ok = {name: True for name in names}  # the server has a working disk
-    failed_disk = {name: False for name in names}  # a failed disk waits to be recovered or given up
+    disk_ok = dict.fromkeys(names, True)  # the server has a working disk
+    failed_disk = dict.fromkeys(names, False)  # a failed disk waits to be recovered or given up
     good_backups: dict[str, list[datetime]] = {name: [] for name in names}
     previous: datetime | None = None
     for i, ev in enumerate(s.timeline):
@@ -458,6 +489,18 @@ def check_semantics(s: Scenario) -> list[tuple[tuple[Any, ...], str]]:
             )
             continue
         name = ev.server
+        if (
+            isinstance(ev, FaultEvent)
+            and ev.fault.kind == "delivery-queue"
+            and s.servers[names[name]].relay is not None
+        ):
+            errors.append(
+                (
+                    ("timeline", i, "fault", "kind"),
+                    f"{name} is a backup MX: it delivers to no mailbox, so a "
+                    "delivery-queue fault does not apply; put it on the server that holds the mailboxes",
+                )
+            )
         until = getattr(ev, "until", None)
         if until is not None and until <= ev.at:
             errors.append(

@@ -24,6 +24,7 @@ from .schema.thresholds import (
     Threshold,
     find_window,
     format_value,
+    over_seconds,
     parse_all,
     parse_expression,
 )
@@ -78,6 +79,11 @@ def _ratio(state: str) -> Sampler:
     return sample
 
 
+def _delayed(a: Analysis, records: list[MessageRecord], tags: dict[str, str]) -> list[MessageRecord]:
+    over = over_seconds(tags)
+    return [r for r in records if metrics.delayed(r, over, a.end)]
+
+
 def _field_sum(name: str) -> Sampler:
     return lambda a, records, tags: float(sum(getattr(r, name) for r in records))
 
@@ -91,6 +97,8 @@ SAMPLERS: dict[str, Sampler] = {
     "turned_away": lambda a, records, tags: float(
         sum(n for server, n in a.turned_away.items() if "server" not in tags or server == tags["server"])
     ),
+    "delayed": lambda a, records, tags: float(len(_delayed(a, records, tags))),
+    "delayed_ratio": lambda a, records, tags: len(_delayed(a, records, tags)) / len(records) if records else None,
     **{state: _count(state) for state in STATES},
     **{f"{state}_ratio": _ratio(state) for state in STATES},
     "delivery_delay": lambda a, records, tags: [d for d in map(metrics.delivery_delay, records) if d is not None],
@@ -98,6 +106,7 @@ SAMPLERS: dict[str, Sampler] = {
         d for d in map(metrics.availability_delay, records) if d is not None
     ],
     "attempts_per_message": lambda a, records, tags: [float(r.attempts) for r in records],
+    "bounce_delay": lambda a, records, tags: [d for d in map(metrics.bounce_delay, records) if d is not None],
     "recovery_peak_attempts": lambda a, records, tags: [float(s.peak_per_minute) for s in _storms(a, tags)],
     "recovery_drain_time": lambda a, records, tags: [
         math.inf if s.drained is None else s.drained for s in _storms(a, tags)

@@ -82,7 +82,7 @@ def test_unknown_kind_stage_and_key_name_what_is_allowed(tmp_path):
       - {at: 2011-10-26 08:00, server: mx1, event: fault, fault: {stage: rcpt}}
     """,
     )
-    kinds = "reply, accept-then-drop, slow, disk-full, greylist, capacity, fail-first"
+    kinds = "reply, accept-then-drop, slow, disk-full, greylist, capacity, fail-first, delivery-queue"
     assert found == [
         f"f.yaml:9: timeline.0.fault.kind: unknown value 'slwo' (did you mean 'slow'?); use one of: {kinds}",
         "f.yaml:10: timeline.1.fault.stage: unknown value 'rcp' (did you mean 'rcpt'?); use one of: ehlo, mail, rcpt, data, dot",

@@ -239,13 +239,13 @@ def test_a_scenario_built_in_code_is_named_and_has_no_lines(tmp_path):
             "  - {name: mx, domains: [atnex.example]}",
             "  - mx",
             "t.yaml:4: servers.0: expected a mapping with the keys "
-            "name, domains, hostname, initially, preference, relay (name, domains required), got 'mx'",
+            "name, domains, hostname, initially, preference, relay, delivery (name, domains required), got 'mx'",
         ),
         (
             "domains: [atnex.example]}",
             "domain: [atnex.example]}",
             "t.yaml:4: servers.0.domain: unknown key 'domain' "
-            "(did you mean 'domains'?); the keys here are: name, domains, hostname, initially, preference, relay",
+            "(did you mean 'domains'?); the keys here are: name, domains, hostname, initially, preference, relay, delivery",
         ),
         (
             "domains: [atnex.example]}",
@@ -256,7 +256,7 @@ def test_a_scenario_built_in_code_is_named_and_has_no_lines(tmp_path):
             "name: t\n",
             "name: t\nsed: 4\n",
             "t.yaml:2: sed: unknown key 'sed' (did you mean 'seed'?); the keys here are: "
-            "name, description, seed, clock, servers, timeline, senders, windows, engine, thresholds",
+            "name, description, seed, clock, servers, timeline, senders, windows, engine, thresholds, sources",
         ),
         (
             "policy: {retry: 30m, lifetime: 1d}",
@@ -313,4 +313,24 @@ def test_restore_backup_and_window_bounds_name_both_forms(tmp_path):
     assert problems(write(tmp_path, GOOD_ROWS, text)) == [
         "t.yaml:11: timeline.0.backup: expected latest or a timestamp such as 2011-10-26 10:38, got 'yesterday'",
         "t.yaml:13: windows.0.from: expected start or a timestamp such as 2011-10-26 10:38, got 'later'",
+    ]
+
+
+def test_a_key_written_twice_is_an_error_not_a_silent_replacement(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text(
+        "name: t\n"
+        "clock: {start: 2024-03-04 00:00, end: 2024-03-05 00:00}\n"
+        "servers: [{name: mx, domains: [x.example]}]\n"
+        "senders: [{name: p, policy: postfix, traffic: &t {rate: 1/h}}, {name: q, policy: exim, traffic: *t}]\n"
+        "thresholds:\n"
+        '  delivery_delay: ["p(95)<2h"]\n'
+        '  stranded: ["count==0"]\n'
+        '  delivery_delay: ["max<1d"]\n'
+    )
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert [str(p) for p in info.value.problems] == [
+        f"{path}:8: thresholds.delivery_delay: written twice (first on line 6); "
+        "YAML would keep only this one, so merge the two into one entry"
     ]

@@ -356,4 +356,4 @@ def test_a_5xx_to_rcpt_bounces_at_once(name):
     outcome = all_attempts_fail(policy(name), failure=FailureKind.PERMFAIL)
     assert outcome.attempts == (0,)
     assert outcome.bounce_at == 0
-    assert outcome.bounce_status == "5.5.0"
+    assert outcome.bounce_status == "5.1.1"  # the reply's own enhanced status: "550 5.1.1 User unknown"

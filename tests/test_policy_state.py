@@ -314,7 +314,7 @@ def test_postfix_bounces_a_5xx_greeting_when_told_not_to_skip_it():
     st = state("postfix", smtp_skip_5xx_greeting=False)
     msg = MessageView("a", 0, 1, 0, DEST)
     st.before_connect(msg, HOST, 0)
-    assert st.after_failure(msg, greeting, 0).status == "5.5.4"
+    assert st.after_failure(msg, greeting, 0).status == "5.3.2"  # the reply's own enhanced status
 
 
 def test_a_lost_connection_after_the_dot_is_a_retry_everywhere():
@@ -361,3 +361,13 @@ def test_sendmail_defers_later_messages_to_a_failed_host_within_a_queue_run():
     held = st.before_connect(b, HOST, 1800)
     assert held is not None and held.kind is FailureKind.SUSPENDED
     assert st.before_connect(b, HOST, 3600) is None
+
+
+def test_a_5xx_without_an_enhanced_status_bounces_with_one_made_from_its_code():
+    st = state("postfix", smtp_skip_5xx_greeting=False)
+    msg = MessageView("a", 0, 1, 0, DEST)
+    st.before_connect(msg, HOST, 0)
+    plain = Failure(FailureKind.PERMFAIL, Stage.GREETING, HOST, 554, "no service here")
+    assert st.after_failure(msg, plain, 0).status == "5.5.4"
+    other_class = Failure(FailureKind.PERMFAIL, Stage.GREETING, HOST, 554, "4.3.2 odd")  # a 4.x.x on a 5xx: not trusted
+    assert st.after_failure(msg, other_class, 0).status == "5.5.4"

@@ -102,7 +102,7 @@ def test_bounce_reasons_and_duplicates_are_shown(tmp_path: Path) -> None:
                 "until": "2011-10-26 01:05",
                 "fault": {"kind": "accept-then-drop"},
             },
-            # 02:30: 550 at RCPT, a permanent failure: bounced at once with the reply's class, 5.5.0.
+            # 02:30: 550 at RCPT, a permanent failure: bounced at once with the reply's own status, 5.1.1.
             {
                 "at": "2011-10-26 02:00",
                 "server": "mx",
@@ -125,7 +125,7 @@ def test_bounce_reasons_and_duplicates_are_shown(tmp_path: Path) -> None:
         ["status", "reason", "messages", "of the bounces", "what it means"],
         ["4.4.7", "retry lifetime exceeded", "1", "50%", "the sender retried until its retry lifetime ran out"],
         [
-            "5.5.0",
+            "5.1.1",
             "permanent failure: 550 5.1.1 No such user",
             "1",
             "50%",
@@ -295,3 +295,20 @@ def test_recovery_table_of_atnex_mitigated_matches_the_summary(tmp_path: Path) -
         assert drains == [r["drained_90_seconds"], r["drained_seconds"]]
     # The first recovery, by hand from the summary: 621 messages held on the backup MX, drained in 1h05m.
     assert rows[0][2:5] == ["621", "0", "621"] and rows[0][8:10] == ["1h", "1h5m"]
+
+
+def test_faults_for_a_share_of_addresses_and_delivery_queues_read_in_words():
+    from simulator.report.tables import fault_words
+
+    assert (
+        fault_words({"kind": "reply", "stage": "rcpt", "code": 550, "recipients_fraction": 0.3})
+        == "550 at RCPT for every session to 30% of addresses"
+    )
+    assert (
+        fault_words({"kind": "delivery-queue", "per_minute": 0.0, "recipients_fraction": 0.01})
+        == "delivery into the mailboxes held for 1% of addresses (accepted with 250 at once)"
+    )
+    assert (
+        fault_words({"kind": "delivery-queue", "per_minute": 23.0})
+        == "delivery into the mailboxes 23 per minute (accepted with 250 at once)"
+    )

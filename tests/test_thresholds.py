@@ -87,7 +87,7 @@ def test_tags_must_name_things_the_scenario_has(tmp_path):
     )
     assert (
         found[2]
-        == f"{path}:16: thresholds.bounced{{colour:red}}: unknown tag 'colour' in 'bounced{{colour:red}}'; tags are: sender, policy, window, server"
+        == f"{path}:16: thresholds.bounced{{colour:red}}: unknown tag 'colour' in 'bounced{{colour:red}}'; tags are: sender, policy, window, server, over"
     )
     assert (
         found[3]

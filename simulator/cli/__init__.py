@@ -405,4 +405,5 @@ def main() -> None:
 # registering itself on ``app`` when imported here, one line per module.
 from . import fidelity as _fidelity  # noqa: E402, F401  (smtp-outage fidelity)
 from . import importlog  # noqa: E402, F401  (smtp-outage import)
+from . import incidents as _incidents  # noqa: E402,F401  (smtp-outage incidents)
 from . import serve as _serve  # noqa: E402, F401  (smtp-outage serve)

@@ -9,6 +9,7 @@ A 5xx reply bounces at once with the reply's own status.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -42,10 +43,22 @@ def _common_settings(
     return ",".join([f"lifetime={format_duration(lifetime)}"] + [f"{k}={extra[k]}" for k in sorted(extra)])
 
 
+_ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})(?!\S)")
+
+
 def permanent_decision(failure: Failure) -> Decision:
-    """Bounce for a 5xx reply, carrying the reply's class as the DSN status."""
+    """Bounce for a 5xx reply, with the DSN status the reply gave.
+
+    The reply's own enhanced status code (RFC 3463, ``550 5.1.1 ...``) when
+    it has one of class 5, as Postfix and Exim report it; otherwise one made
+    from the reply code's digits (``550`` -> ``5.5.0``).
+    """
     code = failure.code or 550
-    status = f"5.{(code // 10) % 10}.{code % 10}" if 500 <= code < 600 else "5.0.0"
+    given = _ENHANCED.match(failure.text or "")
+    if given is not None and given.group(1) == "5":
+        status = ".".join(given.groups())
+    else:
+        status = f"5.{(code // 10) % 10}.{code % 10}" if 500 <= code < 600 else "5.0.0"
     return Decision.give_up(f"permanent failure: {failure.describe()}", status)
 
 

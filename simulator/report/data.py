@@ -198,6 +198,7 @@ def load_results(folder: str | Path) -> ReportData:
                 s.get("initially", "up"),
                 int(s.get("preference", 10)),
                 bool(s.get("relay", False)),
+                s.get("delivery_per_minute"),
             )
             for s in timeline["servers"]
         )
@@ -208,9 +209,10 @@ def load_results(folder: str | Path) -> ReportData:
         windows = tuple((w["label"], float(w["start"]), float(w["end"])) for w in timeline["windows"])
         declared = bool(timeline.get("windows_declared"))
         description = timeline.get("description") or ""
+        sources = tuple(s for s in timeline.get("sources", []) if isinstance(s, dict))
     else:
         servers, senders, windows = _facts_without_timeline(summary, records, events, start)
-        declared, description = True, ""
+        declared, description, sources = True, "", ()
     facts = RunFacts(
         scenario=str(summary.get("scenario", folder.name)),
         seed=int(summary.get("seed", 0)),
@@ -226,6 +228,7 @@ def load_results(folder: str | Path) -> ReportData:
         transport=str(summary.get("transport", "")),
         wall_seconds=float(summary.get("wall_seconds", 0.0)),
         notifications=int(summary.get("notifications", 0)),
+        sources=sources,
     )
     thresholds = None
     if (folder / "thresholds.json").is_file():

@@ -126,6 +126,7 @@ FAULT_COLORS = {
     "disk-full": "#5d4037",
     "greylist": "#546e7a",
     "fail-first": "#9e9d24",
+    "delivery-queue": "#0277bd",
 }
 
 

@@ -16,6 +16,7 @@ from .. import metrics
 from ..ledger import STATES
 from .data import ReportData
 from .figures import STATE_COLORS
+from .sources import description_html, mailbox_section, sources_section
 from .tables import BounceRow, IncidentRow, QShape, SenderRow, WindowRow, duplicates_sentence, duration, pct
 
 __all__ = ["render"]
@@ -25,7 +26,7 @@ STATE_MEANING = {
     "stranded": "accepted with a 250, but the only copy is on a failed disk; the sender believes it was delivered",
     "lost": "accepted, and every copy destroyed",
     "bounced": "the sender gave up; its originator got a non-delivery report",
-    "queued": "still in a sender's queue when the run ends",
+    "queued": "still in a sender's queue (or a server's delivery queue) when the run ends",
 }
 
 _CSS = """
@@ -53,6 +54,7 @@ td.mix{font-size:13px;white-space:nowrap;line-height:1.3}
 .qshape td,.qshape th{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:13px;padding:2px 7px}
 #report-errors:empty{display:none}#report-errors{color:#b71c1c;border:2px solid #b71c1c;padding:6px 24px}
 footer{margin-top:30px;font-size:12.5px;color:#666}
+ol.sources li{margin:0 0 10px}blockquote{margin:4px 0 4px 18px;padding-left:10px;border-left:3px solid #ddd;color:#444;font-size:14px}
 """
 
 _SCRIPT_HEAD = """
@@ -64,7 +66,8 @@ _SCRIPT_HEAD = """
   }
   window.addEventListener('error', function (e) {
     var t = e.target && e.target !== window && (e.target.src || e.target.href);
-    note(t ? 'failed to load ' + String(t).slice(0, 80) : 'script error: ' + e.message);
+    var u = String(t || ''); if (u.length > 120) { u = '...' + u.slice(-117); }
+    note(t ? 'failed to load ' + u : 'script error: ' + e.message);
   }, true);
   window.addEventListener('load', function () {
     (window.__reportErrors || []).forEach(note);
@@ -292,8 +295,9 @@ def render(
         f"{a.messages} messages from {len(senders)} sender group(s) to {len(data.servers)} server(s)."
     )
     sections = [
-        f'<h1>{escape(title)}</h1><p class="lede">{escape(description)} {intro}</p>',
+        f'<h1>{escape(title)}</h1>{description_html(description)}<p class="lede">{intro}</p>',
         f'<section id="summary">{_cards(data)}{_legend()}</section>',
+        sources_section(a),
         f'<section id="timeline"><h2>Incident timeline</h2>{_figure(figures["timeline"], "incident timeline", "Each server: accepting mail or down, its disk, and its faults; backups, crashes, restores and disk recoveries marked")}'
         f"{_incident_table(data, incidents)}</section>",
         f'<section id="what-happened"><h2>What happened to the mail?</h2>{_windows_table(windows, a.facts.windows_declared)}'
@@ -304,6 +308,7 @@ def render(
         f'<section id="queues"><h2>Queue depth</h2>{_figure(figures["queue"], "queue depth per sender group", "Messages waiting in sender queues")}'
         f"<p>Queue ages in minutes, like Postfix's <code>qshape</code>: each column counts messages at most that many minutes old; T is the total.</p>"
         f"{_qshape_tables(qshapes)}</section>",
+        mailbox_section(a),
         f'<section id="delays"><h2>Delivery delay</h2>{_figure(figures["delays"], "delivery delay distribution per sender group", "Cumulative share of each group’s messages accepted within a given delay")}</section>',
     ]
     if storms:

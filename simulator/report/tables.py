@@ -331,6 +331,10 @@ def _sessions(fraction: float) -> str:
     return "every session" if fraction >= 1 else f"{round(100 * fraction, 1):g}% of sessions"
 
 
+def _addresses(fraction: float) -> str:
+    return "every address" if fraction >= 1 else f"{round(100 * fraction, 2):g}% of addresses"
+
+
 def fault_words(fault: Mapping[str, Any]) -> str:
     """A fault as the scenario wrote it, in words: ``capacity: at most 2 sessions at once``, ``451 at RCPT for 30% of sessions``."""
     kind = fault.get("kind")
@@ -338,6 +342,8 @@ def fault_words(fault: Mapping[str, Any]) -> str:
     fraction = float(fault.get("fraction") or 1.0)
     if kind == "reply":
         to = f" to {', '.join(fault['recipients'])}" if fault.get("recipients") else ""
+        if fault.get("recipients_fraction"):
+            to += f" to {_addresses(float(fault['recipients_fraction']))}"
         text = f" ({fault['text']})" if fault.get("text") else ""
         return f"{fault.get('code')} at {stage} for {_sessions(fraction)}{to}{text}"
     if kind == "accept-then-drop":
@@ -359,6 +365,11 @@ def fault_words(fault: Mapping[str, Any]) -> str:
         held = float(fault.get("session_time") or 1.0)
         each = f", each session takes {duration(held)}" if held != 1.0 else ""
         return f"capacity: {' and '.join(limits)}{each}"
+    if kind == "delivery-queue":
+        rate = float(fault.get("per_minute") or 0)
+        how = "held" if rate <= 0 else f"{rate:g} per minute"
+        who = f" for {_addresses(float(fault['recipients_fraction']))}" if fault.get("recipients_fraction") else ""
+        return f"delivery into the mailboxes {how}{who} (accepted with 250 at once)"
     if kind == "fail-first":
         n = int(fault.get("attempts") or 1)
         first = "the first attempt" if n == 1 else f"the first {n} attempts"

@@ -9,11 +9,13 @@ A scenario file may declare::
       delivery_delay{sender:postfix}: ["p(95)<2h"]
       bounced{window:2}: ["count<=5"]            # the 2nd window (or its label)
       recovery_drain_time: ["max<6h"]
+      delayed_ratio{over:2h}: ["rate<0.02"]      # readable in the mailbox more than 2h after submission
 
 A key is a metric name, optionally scoped with k6-style tags ``{tag:value,
 ...}``: ``sender`` (a sender group), ``policy`` (a retry policy name),
 ``window`` (a window label, quoted if it holds a comma, or its 1-based
-number) and ``server`` (the destination server). Each expression is an
+number), ``server`` (the destination server) and ``over`` (a duration, for
+``delayed`` and ``delayed_ratio`` only, which need it). Each expression is an
 aggregation, an operator and a value: ``count`` for counters, ``rate`` for
 ratios (``0.99`` or ``99%``), and ``avg``, ``min``, ``max``, ``med`` or
 ``p(N)`` for trends, whose values may be durations (``2h``, ``90m``).
@@ -56,6 +58,8 @@ __all__ = [
     "threshold_problems",
     "find_window",
     "format_value",
+    "over_seconds",
+    "DELAYED",
 ]
 
 
@@ -78,6 +82,18 @@ def _catalogue() -> dict[str, Metric]:
         Metric("duplicates", "counter", "count", "messages accepted more than once"),
         Metric("delay_warnings", "counter", "count", "delay warnings sent to originators"),
         Metric("turned_away", "counter", "count", "sessions a server turned away with 421 at a capacity limit"),
+        Metric(
+            "delayed",
+            "counter",
+            "count",
+            "messages readable in a mailbox later than {over:DURATION} after submission, or still queued after it",
+        ),
+        Metric(
+            "delayed_ratio",
+            "rate",
+            "ratio",
+            "fraction of messages readable later than {over:DURATION} after submission, or still queued after it",
+        ),
     ]
     for state in STATES:
         found.append(Metric(state, "counter", "count", f"messages whose final state is {state}"))
@@ -86,6 +102,7 @@ def _catalogue() -> dict[str, Metric]:
         Metric("delivery_delay", "trend", "duration", "submission to the first 250, accepted messages"),
         Metric("availability_delay", "trend", "duration", "submission to readable on a live disk, delivered messages"),
         Metric("attempts_per_message", "trend", "number", "delivery attempts per message"),
+        Metric("bounce_delay", "trend", "duration", "submission to the bounce, bounced messages"),
         Metric(
             "recovery_peak_attempts",
             "trend",
@@ -137,7 +154,9 @@ OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
     ">": operator.gt,
 }
-TAGS = ("sender", "policy", "window", "server")
+TAGS = ("sender", "policy", "window", "server", "over")
+DELAYED = ("delayed", "delayed_ratio")
+"""The metrics that take (and need) the ``over`` tag."""
 
 _KEY = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\{(.*)\})?\s*$", re.S)
 _EXPR = re.compile(r"^\s*(count|rate|avg|min|max|med|p\(\s*([0-9.]+)\s*\))\s*(<=|>=|==|!=|<|>)\s*(\S.*?)\s*$")
@@ -203,11 +222,33 @@ def parse_key(key: str) -> tuple[Metric, tuple[tuple[str, str], ...]]:
                 raise ThresholdSyntaxError(f"unknown tag {tname!r} in {key!r}; tags are: {', '.join(TAGS)}")
             if not value:
                 raise ThresholdSyntaxError(f"tag {tname!r} in {key!r} has no value")
+            if tname == "over":
+                _over(key, name, value)
             tags.append((tname, value))
             pos = tag.end()
         if not tags:
             raise ThresholdSyntaxError(f"empty tags in {key!r}; drop the braces or write {{sender:postfix}}")
+    if name in DELAYED and "over" not in dict(tags):
+        raise ThresholdSyntaxError(f"{name} needs the delay it counts from, e.g. {name}{{over:2h}}")
     return METRICS[name], tuple(tags)
+
+
+def _over(key: str, metric: str, value: str) -> float:
+    """The duration of an ``over`` tag."""
+    if metric not in DELAYED:
+        raise ThresholdSyntaxError(f"the over tag applies to {' and '.join(DELAYED)} only, not {metric} (in {key!r})")
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise ThresholdSyntaxError(f"over in {key!r} is a duration such as 2h: {exc}") from None
+    if seconds < 0:
+        raise ThresholdSyntaxError(f"over in {key!r} cannot be negative, got {value!r}")
+    return seconds
+
+
+def over_seconds(tags: dict[str, str]) -> float:
+    """The ``over`` tag of a ``delayed`` threshold, in seconds."""
+    return parse_duration(tags["over"])
 
 
 def _aggregations(metric: Metric) -> str:
@@ -310,6 +351,8 @@ def threshold_problems(s: Any) -> list[tuple[tuple[Any, ...], str]]:
                 errors.append(
                     (("thresholds", key), f"{metric.name} is measured per recovery; only the server tag applies")
                 )
+            elif tag == "over":
+                continue  # checked with the key
             elif tag == "window":
                 if find_window(windows, value) is None:
                     listed = "; ".join(f"{i} {label!r}" for i, (label, _, _) in enumerate(windows, 1))
@@ -353,7 +396,7 @@ def format_value(metric: Metric, value: float | None) -> str:
     if math.isinf(value):
         return "never" if metric.unit == "duration" else "inf"
     if metric.unit == "duration":
-        return format_duration(round(value))
+        return format_duration(round(value) if abs(value) >= 60 else round(value, 1))
     if metric.unit == "ratio":
         return f"{value:.4f} ({100 * value:.1f}%)"
     if value == int(value):
