@@ -5,8 +5,9 @@ it)::
 
     python bench/bench_fidelity.py [--counts 1,10,50] [--speed 10] [--keep DIR]
 
-For each count, ``serve`` plays a short outage on 127.0.0.1 (refused for
-12 s, then 421 at the greeting for 12 s, then up; real seconds), a private
+For each count, ``serve`` plays ``scenarios/live/short-outage.yaml`` on
+127.0.0.1 (at --speed 10: refused for 12 s, then 421 at the greeting for
+12 s, then up; served for 45 s), a private
 Postfix (``simulator.live.postfix``: timers 4 s / 32 s / 4 s, lifetime
 2 min) relays the messages to it, and its maillog is compared with the
 preset on the same timeline (``smtp-outage fidelity``). Prints each
@@ -31,6 +32,7 @@ from pathlib import Path
 from simulator import Scenario
 from simulator.live.fidelity import compare_log, parse_preset
 from simulator.live.postfix import SCALED_TIMERS, relay_through_postfix, unavailable
+from simulator.loader import load_scenario
 
 PRESET = (
     "{preset: postfix, "
@@ -39,25 +41,9 @@ PRESET = (
 )
 
 
-def outage(speed: float) -> Scenario:
-    """Refused 0-12 s, 421 12-24 s, up from 24 s, served for 60 s (real seconds at *speed*)."""
-
-    def at(real: float) -> str:
-        s = int(real * speed)
-        return f"2024-03-04 {10 + s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}"
-
-    return Scenario.model_validate(
-        {
-            "name": "fidelity-bench",
-            "clock": {"start": at(0), "end": at(60)},
-            "servers": [{"name": "mx", "domains": ["example.net"], "initially": "refuse"}],
-            "timeline": [
-                {"at": at(12), "server": "mx", "event": "down", "mode": "tempfail"},
-                {"at": at(24), "server": "mx", "event": "up"},
-            ],
-            "senders": [{"name": "none", "policy": "postfix", "traffic": {"at": [at(60)]}}],
-        }
-    )
+def outage() -> Scenario:
+    """scenarios/live/short-outage.yaml: at --speed 10, refused 0-12 s, 421 12-24 s, up from 24 s, served 45 s."""
+    return load_scenario(Path(__file__).parents[1] / "scenarios" / "live" / "short-outage.yaml")
 
 
 def main() -> int:
@@ -75,7 +61,7 @@ def main() -> int:
         folder = (args.keep or Path(tempfile.mkdtemp(prefix="bench-fidelity-"))) / f"{count}-messages"
         folder.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        _, log = asyncio.run(relay_through_postfix(outage(args.speed), speed=args.speed, messages=count, out=folder))
+        _, log = asyncio.run(relay_through_postfix(outage(), speed=args.speed, messages=count, out=folder))
         wall = time.perf_counter() - started
         fidelity = compare_log(log, parse_preset(PRESET), folder / "served")
         print(f"== {count} message(s), {wall:.0f}s of real time")

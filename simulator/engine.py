@@ -484,7 +484,7 @@ class Replay:
         now = self.env.now  # a live run stopped early: what was submitted by the last instant run
         jobs = [job for job in self.jobs if job.arrival <= now] if self.stopped_at is not None else self.jobs
         records = [job.record for job in jobs] + self.outside
-        end = self.clock.end if self.stopped_at is None else now
+        end = self.clock.end if self.stopped_at is None else self.stopped_at
         counts = finalize(records, self.stores.holdings(end), len(records))
         policies: dict[str, tuple[str, float | None]] = {}
         for job in self.jobs:

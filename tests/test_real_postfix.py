@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
+from simulator import Scenario
 from simulator.live.fidelity import compare_log, parse_preset
 from simulator.live.postfix import SCALED_TIMERS, relay_through_postfix, unavailable
-
-from .conftest import make_scenario
+from simulator.loader import load_scenario
 
 pytestmark = [pytest.mark.wire, pytest.mark.asyncio]
 
@@ -46,18 +46,9 @@ def _require_postfix() -> None:
     pytest.skip(reason)
 
 
-def _scenario():
-    # Real seconds: refused 0-12, 421 at the greeting 12-24, up from 24; served for 45.
-    return make_scenario(
-        name="real-postfix",
-        clock={"start": "2024-03-04 10:00", "end": "2024-03-04 10:07:30"},
-        servers=[{"name": "mx", "domains": ["example.net"], "initially": "refuse"}],
-        timeline=[
-            {"at": "2024-03-04 10:02", "server": "mx", "event": "down", "mode": "tempfail"},
-            {"at": "2024-03-04 10:04", "server": "mx", "event": "up"},
-        ],
-        senders=[{"name": "none", "policy": "postfix", "traffic": {"at": ["2024-03-04 10:07:30"]}}],
-    )
+def _scenario() -> Scenario:
+    """Real seconds at SPEED: refused 0-12, 421 at the greeting 12-24, up from 24; served for 45."""
+    return load_scenario(Path(__file__).parents[1] / "scenarios" / "live" / "short-outage.yaml")
 
 
 async def test_a_real_postfix_agrees_with_the_preset_through_an_outage(tmp_path: Path) -> None:
