@@ -31,6 +31,9 @@ def fidelity_command(
     tolerance: Annotated[float, typer.Option("--tolerance", help="seconds an attempt may be off")] = 1.0,
     log_format: Annotated[str, typer.Option("--format", help="postfix or exim")] = "postfix",
     year: Annotated[int | None, typer.Option("--year", help="the year of the log's first line")] = None,
+    timezone: Annotated[
+        str | None, typer.Option("--timezone", help="the log's time zone, e.g. Europe/Berlin (default: this machine's)")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the comparison as JSON")] = False,
 ) -> None:
     """Print, message by message, a real MTA's attempts next to the preset's prediction, with verdicts and totals.
@@ -48,6 +51,23 @@ def fidelity_command(
         missing = [str(p) for p in log if not p.is_file()]
         if missing:
             raise ScenarioError([Problem(missing[0], None, "", "no such log file")])
+        zone = None
+        if timezone is not None:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                zone = ZoneInfo(timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ScenarioError(
+                    [
+                        Problem(
+                            "--timezone",
+                            None,
+                            "",
+                            f"unknown time zone {timezone!r}; use an IANA name such as Europe/Berlin",
+                        )
+                    ]
+                ) from None
         spec = parse_preset(preset)
         result = compare_log(
             log,
@@ -57,6 +77,7 @@ def fidelity_command(
             tolerance=tolerance,
             log_format="exim" if log_format == "exim" else "postfix",
             year=year,
+            zone=zone,
         )
     except OutageError as exc:
         raise _fail(exc) from None

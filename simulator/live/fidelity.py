@@ -14,8 +14,9 @@ error, final states, connections per retry round).
 
 The scan phase: a real queue manager's scans run on a grid fixed when it
 started. Unless the preset names one, ``scan_phase`` is taken from the
-first retry in the log (the first message that was tried twice: its second
-attempt is on the grid). The real grid slips by +1 s now and then
+first retries in the log: the phase most messages' second attempts fell on
+(a scan of tens of messages can run into the next second, and then also
+picks up messages that fell due while it ran). The real grid slips by +1 s now and then
 (``simulator.policies.postfix``), hence the default tolerance of 1 s.
 
 Which message of a round connects and which is suspended depends on the
@@ -29,7 +30,7 @@ import math
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ def parse_preset(text: str) -> Any:
         return _SPEC.validate_python(value)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
+        where = ".".join(str(p) for p in first["loc"][1:])  # after the policy form's tag (preset, retry, ...)
         raise ScenarioError([Problem("--preset", None, where, first["msg"])]) from None
 
 
@@ -254,8 +255,14 @@ def compare_log(
     tolerance: float = 1.0,
     log_format: LogFormat = "postfix",
     year: int | None = None,
+    zone: tzinfo | None = None,
 ) -> Fidelity:
-    """Compare a sending MTA's log with *preset* (a ``PolicySpec``) against the timeline of a ``serve`` run."""
+    """Compare a sending MTA's log with *preset* (a ``PolicySpec``) against the timeline of a ``serve`` run.
+
+    *year* is the year of the log's first line (syslog has none; by default
+    from the file's date), *zone* the log's time zone (by default this
+    machine's, where a live run's MTA writes its log).
+    """
     paths = log if isinstance(log, list) else [log]
     summary, timeline, events = _load_results(results)
     live = summary["live"]
@@ -263,7 +270,7 @@ def compare_log(
     started = datetime.fromisoformat(live["started"]).astimezone(UTC)
     zero = started.replace(microsecond=0)  # log times are whole seconds: count from a whole second
     lead = (started - zero).total_seconds()  # simulated second 0 of the serve run, from there
-    history = [m for m in sending_history(read_log(paths, log_format, year=year)) if m.sender]
+    history = [m for m in sending_history(read_log(paths, log_format, year=year, zone=zone)) if m.sender]
     if not history:
         raise ScenarioError([Problem(str(paths[-1]), None, "", "no message with a sender was queued in this log")])
     name = _pick_server(timeline, live, history, server)
@@ -380,11 +387,15 @@ def _phase(preset: Any, history: list[SentMessage], seconds: Any) -> tuple[float
     if "scan_phase" in settings:
         return None, "as given", preset
     period = float(preset.params.queue_run_delay)
-    for message in sorted(history, key=lambda m: m.arrived):
-        if len(message.tries) >= 2:
-            phase = round(seconds(message.tries[1].at)) % period
-            spec = _SPEC.validate_python({"preset": name, **settings, "scan_phase": phase})
-            return phase, f"from the first retry, {message.queue_id}", spec
+    retried = [m for m in history if len(m.tries) >= 2]
+    if retried:
+        # The phase most first retries fell on: a long round (tens of messages) spills messages
+        # into the next second, and picks up messages that fell due while it ran.
+        phases = Counter(round(seconds(m.tries[1].at)) % period for m in retried)
+        phase = max(sorted(phases), key=lambda p: phases[p])
+        first = next(m for m in retried if round(seconds(m.tries[1].at)) % period == phase)
+        spec = _SPEC.validate_python({"preset": name, **settings, "scan_phase": phase})
+        return phase, f"from the first retries, {phases[phase]} of {len(retried)}, the first {first.queue_id}", spec
     return None, "0: no retry in the log", preset
 
 

@@ -172,6 +172,7 @@ def check_ports(scenario: Scenario, port_base: int) -> dict[str, int]:
     ports = {s.name: port_base + i for i, s in enumerate(scenario.servers)}
     for name, port in ports.items():
         probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is no obstacle
         try:
             probe.bind((LOOPBACK, port))
         except OSError:
