@@ -70,7 +70,7 @@ def test_the_command_prints_the_table_and_exits_0_when_all_agree() -> None:
     )
     assert code == 0, err
     lines = out.splitlines()
-    assert "scan phase 3s (from the first retries, 10 of 10" in lines[0]
+    assert "scan phase 3s (from the retries in the log: 40 of 40 fell on it)" in lines[0]
     assert " ".join(lines[2].split()) == "9A53520C324 3 3 7 11 19 35 3 7 11 19 35 0s sent 35 / delivered 35 agrees"
     assert "totals: 10 of 10 agree; attempts real 50, model 50; connections real 32, model 32" in out
     assert out.rstrip().endswith("6 of 6 rounds within one connection of the model")

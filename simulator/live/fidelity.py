@@ -14,9 +14,11 @@ error, final states, connections per retry round).
 
 The scan phase: a real queue manager's scans run on a grid fixed when it
 started. Unless the preset names one, ``scan_phase`` is taken from the
-first retries in the log: the phase most messages' second attempts fell on
-(a scan of tens of messages can run into the next second, and then also
-picks up messages that fell due while it ran). The real grid slips by +1 s now and then
+retries in the log: each phase they fell on is tried and the one the most
+messages agree with is kept. (With ten messages every retry falls on one
+phase, the first retry's; a scan of tens of messages can run into the next
+second, and the messages it hands out then, and their later retries, are
+off the grid.) The real grid slips by +1 s now and then
 (``simulator.policies.postfix``), hence the default tolerance of 1 s.
 
 Which message of a round connects and which is suspended depends on the
@@ -142,6 +144,11 @@ class Fidelity:
     def agreeing(self) -> int:
         """Messages whose every attempt and end agree."""
         return sum(1 for m in self.messages if m.verdict == "agrees")
+
+    @property
+    def attempts_within(self) -> int:
+        """Real attempts within the tolerance of the model's (paired in order, message by message)."""
+        return sum(1 for m in self.messages for e in m.errors if e <= self.tolerance)
 
     def totals(self) -> dict[str, Any]:
         """The numbers of the comparison."""
@@ -281,8 +288,7 @@ def compare_log(
         return (aware.astimezone(UTC) - zero).total_seconds()
 
     origin = math.floor(min(0.0, *(seconds(m.arrived) for m in history)))
-    phase, phase_source, spec_value = _phase(preset, history, seconds)
-    policy = build_policy(spec_value)
+    policy = build_policy(preset)
     last = max((seconds(t.at) for m in history for t in m.tries), default=0.0)
     end = last - origin + (policy.gives_up_after or 0.0) + 3600.0
 
@@ -319,52 +325,58 @@ def compare_log(
             entries.append({"at": at(served(event.t)), "server": name, "event": "clear-faults"})
     entries.sort(key=lambda e: str(e["at"]))
     stop = at(origin + end)
-    scenario = Scenario.model_validate(
-        {
-            "name": "fidelity",
-            "clock": {"start": at(origin), "end": stop},
-            "servers": [{"name": name, "domains": spec["domains"], "initially": initially}],
-            "timeline": [e for e in entries if str(e["at"]) <= stop],
-            "senders": [
-                {
-                    "name": "real",
-                    "policy": spec_value,
-                    "traffic": {"at": [at(round(seconds(m.arrived))) for m in history], "to": spec["domains"][0]},
-                }
-            ],
-        }
-    )
-    run = run_scenario(scenario, transport="memory")
-    predicted: dict[str, list[tuple[float, bool]]] = {}
-    for event in run.events:
-        if isinstance(event, (AttemptEvent, SuspendedEvent)):
-            predicted.setdefault(event.message, []).append((event.t + origin, isinstance(event, AttemptEvent)))
-    fidelity = Fidelity(
-        log=", ".join(str(p) for p in paths),
-        policy=policy.label,
-        server=name,
-        speed=speed,
-        phase=phase,
-        phase_source=phase_source,
-        tolerance=tolerance,
-    )
-    for message, record in zip(history, run.records, strict=True):
-        model_at = record.accepted_at if record.final_state != "bounced" else record.bounced_at
-        fidelity.messages.append(
-            Compared(
-                queue_id=message.queue_id,
-                arrived=round(seconds(message.arrived), 3),
-                real=[(round(seconds(t.at), 3), t.connected) for t in message.tries],
-                model=predicted.get(record.message_id, []),
-                real_final=message.final,
-                real_final_at=None if message.final_at is None else round(seconds(message.final_at), 3),
-                model_final="delivered" if record.accepted_at is not None else record.final_state,
-                model_final_at=None if model_at is None else model_at + origin,
-                tolerance=tolerance,
-            )
+    timeline_entries = [e for e in entries if str(e["at"]) <= stop]
+
+    def compare(spec_value: Any, phase: float | None, phase_source: str) -> Fidelity:
+        scenario = Scenario.model_validate(
+            {
+                "name": "fidelity",
+                "clock": {"start": at(origin), "end": stop},
+                "servers": [{"name": name, "domains": spec["domains"], "initially": initially}],
+                "timeline": timeline_entries,
+                "senders": [
+                    {
+                        "name": "real",
+                        "policy": spec_value,
+                        "traffic": {"at": [at(round(seconds(m.arrived))) for m in history], "to": spec["domains"][0]},
+                    }
+                ],
+            }
         )
-    fidelity.rounds = _rounds(fidelity.messages, tolerance)
-    return fidelity
+        run = run_scenario(scenario, transport="memory")
+        predicted: dict[str, list[tuple[float, bool]]] = {}
+        for event in run.events:
+            if isinstance(event, (AttemptEvent, SuspendedEvent)):
+                predicted.setdefault(event.message, []).append((event.t + origin, isinstance(event, AttemptEvent)))
+        fidelity = Fidelity(
+            log=", ".join(str(p) for p in paths),
+            policy=build_policy(spec_value).label,
+            server=name,
+            speed=speed,
+            phase=phase,
+            phase_source=phase_source,
+            tolerance=tolerance,
+        )
+        for message, record in zip(history, run.records, strict=True):
+            model_at = record.accepted_at if record.final_state != "bounced" else record.bounced_at
+            fidelity.messages.append(
+                Compared(
+                    queue_id=message.queue_id,
+                    arrived=round(seconds(message.arrived), 3),
+                    real=[(round(seconds(t.at), 3), t.connected) for t in message.tries],
+                    model=predicted.get(record.message_id, []),
+                    real_final=message.final,
+                    real_final_at=None if message.final_at is None else round(seconds(message.final_at), 3),
+                    model_final="delivered" if record.accepted_at is not None else record.final_state,
+                    model_final_at=None if model_at is None else model_at + origin,
+                    tolerance=tolerance,
+                )
+            )
+        fidelity.rounds = _rounds(fidelity.messages, tolerance)
+        return fidelity
+
+    tried = [compare(*candidate) for candidate in _phases(preset, history, seconds)]
+    return max(tried, key=lambda f: (f.agreeing, f.attempts_within))  # the first of the best on a tie
 
 
 def seconds_since(start: str, when: str) -> float:
@@ -378,25 +390,34 @@ def _mode_entry(server: str, at: str, state: str) -> dict[str, Any]:
     return {"at": at, "server": server, "event": "down", "mode": state}
 
 
-def _phase(preset: Any, history: list[SentMessage], seconds: Any) -> tuple[float | None, str, Any]:
-    """The preset with its scan phase: as given, or taken from the log's first retry (Postfix)."""
+def _phases(preset: Any, history: list[SentMessage], seconds: Any) -> list[tuple[Any, float | None, str]]:
+    """The preset with its scan phase: as given, or each phase the log's retries fell on, the commonest first.
+
+    The real grid is fixed when the queue manager started; its retries are
+    logged on it, except those of a round of tens of messages that runs into
+    the next second (they, and their later retries, are off the grid). Each
+    phase seen is tried; ``compare_log`` keeps the one the most messages
+    agree with.
+    """
     name = getattr(preset, "preset", None)
     if name not in ("postfix", "postfix-legacy"):
-        return None, "as the preset has it", preset
+        return [(preset, None, "as the preset has it")]
     settings = preset.params.model_dump(exclude_unset=True)
     if "scan_phase" in settings:
-        return None, "as given", preset
+        return [(preset, None, "as given")]
     period = float(preset.params.queue_run_delay)
-    retried = [m for m in history if len(m.tries) >= 2]
-    if retried:
-        # The phase most first retries fell on: a long round (tens of messages) spills messages
-        # into the next second, and picks up messages that fell due while it ran.
-        phases = Counter(round(seconds(m.tries[1].at)) % period for m in retried)
-        phase = max(sorted(phases), key=lambda p: phases[p])
-        first = next(m for m in retried if round(seconds(m.tries[1].at)) % period == phase)
-        spec = _SPEC.validate_python({"preset": name, **settings, "scan_phase": phase})
-        return phase, f"from the first retries, {phases[phase]} of {len(retried)}, the first {first.queue_id}", spec
-    return None, "0: no retry in the log", preset
+    retries = [round(seconds(t.at)) for m in history for t in m.tries[1:]]
+    if not retries:
+        return [(preset, None, "0: no retry in the log")]
+    phases = Counter(t % period for t in retries)
+    return [
+        (
+            _SPEC.validate_python({"preset": name, **settings, "scan_phase": phase}),
+            phase,
+            f"from the retries in the log: {count} of {len(retries)} fell on it",
+        )
+        for phase, count in sorted(phases.items(), key=lambda kv: (-kv[1], kv[0]))
+    ]
 
 
 def _rounds(messages: list[Compared], tolerance: float) -> list[Round]:
