@@ -149,7 +149,7 @@ def main() -> None:
                 dst.write(raw)
         small, large = peak(lambda: parse(tenth, "postfix")), peak(lambda: parse(path, "postfix"))
         print(
-            f"peak memory parsing: {small / 1e6:.1f} MB for a tenth of the lines, {large / 1e6:.1f} MB for all of them"
+            f"peak memory parsing: {small / 1e3:.0f} kB for a tenth of the lines, {large / 1e3:.0f} kB for all of them"
         )
         whole = peak(lambda: import_log([path], options))
         print(

@@ -105,11 +105,16 @@ class Window:
     start: float
     end: float
     counts: dict[str, int]
+    closed: bool = False  #: the window reaches the clock's end and holds mail sent at that very instant
 
     @property
     def total(self) -> int:
         """Messages submitted in the window."""
         return sum(self.counts.values())
+
+    def holds(self, t: float) -> bool:
+        """Whether mail submitted at *t* belongs to the window: ``[start, end)``, or ``[start, end]`` when closed."""
+        return self.start <= t < self.end or (self.closed and t == self.end)
 
 
 def mark_of(event: Event) -> dict[str, Any] | None:
@@ -240,12 +245,17 @@ class Analysis:
         """The windows of submission time with the states of their mail."""
         out = []
         for label, lo, hi in self.facts.windows:
-            out.append(Window(label, lo, hi, _counts([r for r in self.records if lo <= r.submitted_at < hi])))
+            shape = Window(label, lo, hi, {}, closed=hi >= self.end)
+            out.append(Window(label, lo, hi, _counts(self.sent_in(shape)), closed=shape.closed))
         return out
+
+    def sent_in(self, window: Window) -> list[MessageRecord]:
+        """The messages submitted in *window*."""
+        return [r for r in self.records if window.holds(r.submitted_at)]
 
     def window_of(self, t: float) -> str:
         """The label of the first window containing submission time *t*."""
-        return next((w.label for w in self.windows if w.start <= t < w.end), "")
+        return next((w.label for w in self.windows if w.holds(t)), "")
 
     @cached_property
     def by_group(self) -> dict[str, dict[str, int]]:
@@ -520,7 +530,7 @@ class Analysis:
         """Final-state counts per sender group within each window, in the order of ``windows``."""
         out = []
         for w in self.windows:
-            inside = [r for r in self.records if w.start <= r.submitted_at < w.end]
+            inside = self.sent_in(w)
             out.append({g: _counts(mine) for g in self.groups if (mine := [r for r in inside if r.group == g])})
         return out
 

@@ -60,7 +60,8 @@ def finalize(records: list[MessageRecord], holdings: dict[str, Holding], submitt
         raise ConservationError(f"mail stores hold {len(strangers)} unknown message(s), e.g. {strangers[0]}")
     for r in records:
         held = holdings.get(r.message_id)
-        if r.accepted_at is not None and held is None:
+        if r.accepted_at is not None and held is None and r.bounced_at is None:
+            # (a backup MX that accepted a message and then gave up on it holds no copy: it bounced)
             raise ConservationError(f"{r.message_id} got a 250 from {r.accepted_by} but no store ever held it")
         if held is not None:
             r.final_state, r.final_at = held.state, (None if held.state == "queued" else held.since)

@@ -130,8 +130,9 @@ def _records(a: Analysis, tags: dict[str, str]) -> list[MessageRecord]:
     if "server" in tags:
         records = [r for r in records if a.destination(r) == tags["server"]]
     if "window" in tags:
-        w = find_window([(w.label, w.start, w.end) for w in a.windows], tags["window"])
-        records = [r for r in records if w is not None and w[1] <= r.submitted_at < w[2]]
+        found = find_window([(w.label, w.start, w.end) for w in a.windows], tags["window"])
+        window = next((w for w in a.windows if found is not None and (w.label, w.start, w.end) == found), None)
+        records = [r for r in records if window is not None and window.holds(r.submitted_at)]
     return records
 
 

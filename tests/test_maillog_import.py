@@ -275,3 +275,29 @@ def test_the_backlog_after_an_outage_is_moved_into_it(tmp_path):
     assert moved[-1].at == DAY + _hm("10:58:55")  # 10:00 + floor(27.5 * 3600 / 28) s
     assert moved[0].moved_from == DAY + _hm("11:00:30") and moved[-1].moved_from == DAY + _hm("11:09:30")
     assert [r.at for r in imp.rows] == sorted(r.at for r in imp.rows)
+
+
+def test_log_lines_quoted_as_reasons_have_their_addresses_pseudonymised(tmp_path):
+    reject = (
+        "postfix/smtpd[4]: NOQUEUE: reject: RCPT from a.example[192.0.2.1]: 452 4.3.1 Insufficient system storage; "
+        "from=<ann@a.example> to=<bob@example.org> proto=ESMTP helo=<a.example>"
+    )
+    imp = imported(log(tmp_path, (DAY + _hm("10:30"), reject), times=every("10:00", "11:00", 5)))
+    (full,) = propose(imp).proposals
+    names = Pseudonyms(b"k")
+    assert "bob@example.org" not in full.reasons[0] and "ann@a.example" not in full.reasons[0]
+    assert f"to=<{names.address('bob@example.org')}>" in full.reasons[0]
+    assert names.scrub("no address here") == "no address here"
+    assert Pseudonyms(b"k", raw=True).scrub("to=<bob@example.org>") == "to=<bob@example.org>"
+
+
+def test_other_is_not_an_organisation_name(tmp_path):
+    table = tmp_path / "orgs.yaml"
+    table.write_text(
+        "organisations:\n  - name: other\n    preset: null\n    match: {}\n    source: x\n", encoding="utf-8"
+    )
+    with pytest.raises(ScenarioError) as caught:
+        load_organisations(table)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{table}:2: organisations.0.name: 'other' is the group of clients no organisation matches; choose another name"
+    ]

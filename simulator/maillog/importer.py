@@ -207,7 +207,7 @@ def _read(result: LogImport, organisations: Organisations, names: Pseudonyms) ->
         elif isinstance(record, Removed):
             pending.pop(record.queue_id, None)
         elif isinstance(record, (DaemonStart, DaemonStop, Fatal, Panic, NoSpace)):
-            _signal(result, record, last_at)
+            _signal(result, record, last_at, names)
         last_at = record.at
     result.last_at = last_at
     hosts = result.reader.hosts
@@ -288,7 +288,10 @@ def _local_part(names: Pseudonyms, address: str, local: str) -> str:
 
 
 def _signal(
-    result: LogImport, record: DaemonStart | DaemonStop | Fatal | Panic | NoSpace, before: datetime | None
+    result: LogImport,
+    record: DaemonStart | DaemonStop | Fatal | Panic | NoSpace,
+    before: datetime | None,
+    names: Pseudonyms,
 ) -> None:
     kind = {DaemonStart: "start", DaemonStop: "stop", Fatal: "fatal", Panic: "panic", NoSpace: "no-space"}[type(record)]
     signals = result.signals
@@ -308,7 +311,7 @@ def _signal(
             record.at,
             1,
             f"{record.source}:{record.line}",
-            record.text,
+            names.scrub(record.text),
             before if kind == "start" else None,
         )
     )

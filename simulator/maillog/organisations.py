@@ -45,6 +45,13 @@ class Organisation(BaseModel):
     match: _Patterns
     source: str
 
+    @field_validator("name")
+    @classmethod
+    def _not_other(cls, value: str) -> str:
+        if value == "other":
+            raise ValueError("'other' is the group of clients no organisation matches; choose another name")
+        return value
+
     @field_validator("preset")
     @classmethod
     def _known(cls, value: str | None) -> str | None:

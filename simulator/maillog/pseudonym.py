@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from pathlib import Path
 
 __all__ = ["Pseudonyms", "key_from_log", "TOKEN_LENGTH"]
+
+_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 
 TOKEN_LENGTH = 12
 """Hex digits in a token: 48 bits, no collisions to expect below millions of addresses."""
@@ -57,6 +60,12 @@ class Pseudonyms:
             if len(self._cache) < 100_000:
                 self._cache[address] = found
         return found
+
+    def scrub(self, text: str) -> str:
+        """*text* with every address in it made pseudonymous (log lines quoted in what is written)."""
+        if self.raw or "@" not in text:
+            return text
+        return _ADDRESS.sub(lambda m: self.address(m.group(0)), text)
 
 
 def key_from_log(path: Path, size: int = 65536) -> bytes:

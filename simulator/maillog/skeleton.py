@@ -135,7 +135,8 @@ def write_scenario(path: Path, imp: LogImport, outages: Outages, *, server: str,
     start = min(start, min(starts).replace(minute=0, second=0, microsecond=0))
     end = max(ends) + timedelta(seconds=longest + 3600)
     end = end.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    hostname = imp.host.lower() if "." in imp.host else f"{server}.{domains[0]}"
+    named = "." in imp.host and not imp.options.hide_domains
+    hostname = imp.host.lower() if named else f"{server}.{domains[0]}"
     lines = _header(imp, name, server)
     lines += [
         "clock:",

@@ -22,7 +22,7 @@ from .. import metrics
 from ..analysis import Analysis, RunFacts, SenderFacts, ServerFacts, mark_of
 from ..clock import SimClock
 from ..errors import Problem, ScenarioError
-from ..events import AttemptEvent, Event, read_events
+from ..events import AttemptEvent, BounceEvent, Event, read_events
 from ..ledger import MessageRecord
 from ..results import read_messages
 
@@ -190,6 +190,15 @@ def load_results(folder: str | Path) -> ReportData:
     clock = SimClock(_ClockSpec(start, datetime.fromisoformat(summary["clock"]["end"]), zone))
     records = read_messages(folder / "messages.csv", start)
     events: list[Event] = list(read_events(folder / "events.jsonl"))
+    # messages.csv has a bounce time only for mail whose final state is bounced; a message that
+    # bounced after an accept-then-drop commit ends delivered, and left its sender's queue at the bounce.
+    bounced: dict[str, float] = {}
+    for e in events:
+        if isinstance(e, BounceEvent):
+            bounced.setdefault(e.message, e.t)
+    for r in records:
+        if r.bounced_at is None and r.message_id in bounced:
+            r.bounced_at = bounced[r.message_id]
     if timeline is not None:
         servers = tuple(
             ServerFacts(

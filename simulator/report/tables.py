@@ -231,7 +231,7 @@ def window_rows(data: ReportData) -> list[WindowRow]:
     a = data.analysis
     rows = []
     for n, (w, by_group) in enumerate(zip(a.windows, a.window_groups, strict=True), 1):
-        inside = [r for r in a.records if w.start <= r.submitted_at < w.end]
+        inside = a.sent_in(w)
         rows.append(
             WindowRow(n, w.label, w.start, w.end, dict(w.counts), by_group, sentence(data, w.start, w.end, inside))
         )
