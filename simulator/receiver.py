@@ -76,6 +76,7 @@ from .faults import (
 )
 from .policies import Stage
 from .replies import reply_code
+from .server.steps import Act, SessionNote, Step
 from .store import MailStores
 
 __all__ = [
@@ -161,38 +162,6 @@ class Admission:
     faults: tuple[FaultSpec, ...]
 
 
-class Act(StrEnum):
-    """How the server answers one step."""
-
-    REPLY = "reply"  #: send the reply and carry on
-    CLOSE = "close"  #: send the refusal, then hang up (a 421 greeting)
-    SILENT = "silent"  #: never answer: the client times out
-    DROP = "drop"  #: the message is committed, then the connection drops before the reply
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """What the server does at one step of the dialogue: an ``Act`` and its reply."""
-
-    act: Act
-    reply: str = ""
-
-    @classmethod
-    def say(cls, reply: str) -> Step:
-        """Send *reply* and carry on."""
-        return cls(Act.REPLY, reply)
-
-    @property
-    def positive(self) -> bool:
-        """True when the client hears a 2xx or 3xx reply and the dialogue goes on."""
-        return self.act is Act.REPLY and self.reply[:1] in ("2", "3")
-
-    @property
-    def code(self) -> int | None:
-        """The reply code, or None when the client hears nothing."""
-        return reply_code(self.reply) if self.act in (Act.REPLY, Act.CLOSE) else None
-
-
 _SILENT = Step(Act.SILENT)
 _SENDER_OK = Step(Act.REPLY, replies.SENDER_OK)
 _RECIPIENT_OK = Step(Act.REPLY, replies.RECIPIENT_OK)
@@ -209,27 +178,6 @@ def _stage_of(fault: FaultSpec) -> Stage | None:
     if isinstance(fault, DropFault):
         return Stage.DOT
     return None
-
-
-@dataclass(frozen=True, slots=True)
-class SessionNote:
-    """A step of a connection nobody announced, as a watcher hears of it.
-
-    ``stage`` is where it happened (``greeting`` for a connection turned
-    away or never greeted), ``step`` what the server did; ``helo``,
-    ``mail_from`` and ``rcpt`` what the client had said by then;
-    ``message_id`` the ledger key of the message handed over at the dot.
-    """
-
-    server: str
-    peer: str
-    stage: Stage
-    step: Step
-    helo: str = ""
-    mail_from: str = ""
-    rcpt: tuple[str, ...] = ()
-    message_id: str | None = None
-    turned_away: bool = False
 
 
 @dataclass
