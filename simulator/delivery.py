@@ -35,7 +35,7 @@ from .events import (
 )
 from .faults import SessionPlan
 from .ledger import MessageRecord
-from .policies import Decision, Failure, FailureKind, MessageView, PolicyState, RetryPolicy, Stage, Timeouts
+from .policies import Decision, Failure, FailureKind, MessageView, PolicyState, RetryPolicy, RoundState, Stage, Timeouts
 from .routing import Resolver
 from .transport import Outcome
 
@@ -144,23 +144,37 @@ class Rounds:
 
     def __init__(self, env: simpy.Environment) -> None:
         self._env = env
-        self._last: dict[tuple[str, str], simpy.Event] = {}
+        self._out: dict[tuple[str, str], list[tuple[simpy.Event, bool]]] = {}
         self._at = -1.0
 
-    def join(self, mta: Mta, domain: str) -> tuple[simpy.Event | None, simpy.Event]:
-        """Queue up: the turn of the message ahead (None if it is through) and this message's own turn.
+    def line_up(self, mta: Mta, domain: str, counted: bool) -> Generator[simpy.Event, Any, simpy.Event]:
+        """Wait until this message may ask its policy; returns its turn, to be given with ``done``.
 
-        The caller waits for the first, and triggers the second with ``done``
-        when its outcome is in or its connection starts to take time.
+        A message waits while the attempts still out ahead of it could change
+        its policy's answer. A policy state that can tell (``RoundState``:
+        Postfix knows how many failures its destination can take before it
+        is dead) lets messages go out together as long as even the failure
+        of every attempt ahead would not change it: the same decisions as
+        one at a time, in fewer trips to the wire. *counted* says whether
+        this message's failure feeds that state (a retry; not new mail).
         """
-        if self._at != self._env.now:
-            self._last.clear()
-            self._at = self._env.now
-        key = (mta.name, domain)
-        ahead = self._last.get(key)
-        mine = self._env.event()
-        self._last[key] = mine
-        return (ahead if ahead is not None and not ahead.processed else None), mine
+        env = self._env
+        if self._at != env.now:
+            self._out.clear()
+            self._at = env.now
+        out = self._out.setdefault((mta.name, domain), [])
+        state = mta.state
+        while True:
+            out[:] = [(turn, c) for turn, c in out if not turn.triggered]
+            if not out:
+                break
+            failures = sum(1 for _, c in out if c)
+            if isinstance(state, RoundState) and state.decides_alike(domain, failures, env.now):
+                break
+            yield out[-1][0]
+        turn = env.event()
+        out.append((turn, counted))
+        return turn
 
     @staticmethod
     def done(turn: simpy.Event | None) -> None:
@@ -265,9 +279,7 @@ def deliver(c: Couriers, job: Job) -> Generator[simpy.Event, Any, None]:
         if policy.serial_rounds:
             if not job.attempts:
                 yield env.timeout(0)  # new mail comes in after the instant's retry round has started
-            ahead, turn = c.rounds.join(mta, job.domain)
-            if ahead is not None:
-                yield ahead
+            turn = yield from c.rounds.line_up(mta, job.domain, counted=bool(job.attempts))
         for n, host in enumerate(hosts):
             job.attempts += 1
             failure = mta.state.before_connect(job.view(), host, env.now)

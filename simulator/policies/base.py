@@ -35,7 +35,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 __all__ = [
     "FailureKind",
@@ -45,6 +45,7 @@ __all__ = [
     "Decision",
     "Timeouts",
     "PolicyState",
+    "RoundState",
     "RetryPolicy",
 ]
 
@@ -195,6 +196,20 @@ class PolicyState(Protocol):
 
     def after_success(self, msg: MessageView, host: str, now: float) -> None:
         """The message was accepted by *host* at *now*."""
+
+
+@runtime_checkable
+class RoundState(PolicyState, Protocol):
+    """The state of an MTA whose retry rounds go out one message at a time (``serial_rounds``).
+
+    ``decides_alike`` lets the engine send a round's messages out together
+    for as long as it cannot matter: True when ``before_connect`` for
+    *destination* at *now* answers the same whatever the outcome of
+    *failures* attempts to it still in flight (even if every one fails).
+    """
+
+    def decides_alike(self, destination: str, failures: int, now: float) -> bool:
+        """True when *failures* more failed attempts to *destination* could not change ``before_connect``."""
 
 
 class RetryPolicy(Protocol):

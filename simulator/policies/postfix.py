@@ -31,7 +31,9 @@ Rounds, as a real Postfix 3.7.11 was seen to run them (real-mtas.md):
 * The deferred-queue scan hands a round's messages to delivery one at a
   time, and a refused connection or a 421 greeting is reported back before
   the next message goes out (``serial_rounds``; the engine dispatches the
-  round in order, each message after the outcome of the one before). So the
+  round in order, each message after the outcome of the one before, or
+  beside the ones in flight while ``decides_alike`` says that even their
+  failure could not mark the destination dead). So the
   failures of one round accumulate: with the window at 5 the fourth failure
   (1/5 + 1/4 + 1/3 + 1/2 >= 1) marks the destination dead and the rest of
   the round is suspended. Ten messages due together for a refusing server:
@@ -187,6 +189,26 @@ class PostfixState:
         queue.busy += 1
         self._in_flight[msg.id] = now == msg.arrival
         return None
+
+    def decides_alike(self, destination: str, failures: int, now: float) -> bool:
+        """True when *failures* more site-level failures could not mark *destination* dead (or it already is).
+
+        The engine then lets the next message of a round go out beside the
+        ones in flight: ``before_connect`` would connect whatever they meet.
+        """
+        queue = self._queue(destination, now)
+        if queue.dead_until is not None:
+            return True
+        limit = self._p.default_destination_concurrency_failed_cohort_limit
+        if limit <= 0:
+            return queue.window - failures > 0
+        cohorts, window = queue.fail_cohorts, queue.window
+        for _ in range(failures):
+            cohorts += 1.0 / window
+            if cohorts >= limit:
+                return False
+            window = max(1, window - 1)
+        return True
 
     def _done(self, msg: MessageView, failure: Failure | None, now: float) -> None:
         new_mail = self._in_flight.pop(msg.id, False)
