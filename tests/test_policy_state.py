@@ -241,6 +241,20 @@ def test_postfix_new_mail_a_second_after_others_failed_on_arrival_connects():
     assert [s.msgs[f"b{i}"].log for i in range(4)] == [[(1, "connect")]] * 4
 
 
+def test_postfix_tells_how_many_failures_in_flight_cannot_change_its_answer():
+    st = state("postfix")
+    # Window 5: 1/5 + 1/4 + 1/3 < 1 <= ... + 1/2, so three failures cannot kill a destination, four can.
+    assert [st.decides_alike(DEST, n, 300) for n in range(6)] == [True, True, True, True, False, False]
+    legacy = state("postfix-legacy")  # dead when the window reaches 0: five failures
+    assert [legacy.decides_alike(DEST, n, 300) for n in range(7)] == [True] * 5 + [False, False]
+    s = Sender(st, serial=True)
+    for i in range(5):
+        s.submit(f"m{i}", 0)
+    s.step()
+    s.step()  # the round at 300 kills the destination: from then on nothing can change the answer
+    assert st.decides_alike(DEST, 10, 310)
+
+
 def test_postfix_single_message_never_kills_its_destination():
     s = Sender(state("postfix"), serial=True)
     s.submit("a", 0)

@@ -92,3 +92,17 @@ async def test_new_mail_in_the_second_of_a_round_that_kills_the_destination_is_s
     at_6 = [(e.type, e.message) for e in run.events if e.t == 6.0 and e.type in ("attempt", "suspended")]
     assert [kind for kind, _ in at_6] == ["attempt"] * 4 + ["suspended"] * 7
     assert at_6[-1][1] == run.records[-1].message_id  # the new message, after the round
+
+
+async def test_a_round_goes_out_together_while_no_failure_could_kill_the_destination() -> None:
+    # Every message fails once at MAIL (a message-level 451: no throttle), then is accepted.
+    fault = {"kind": "fail-first", "attempts": 1, "stage": "mail", "code": 451}
+    run = await run_scenario_async(
+        _scenario("up", [{"at": "2024-03-04 10:00", "server": "mx", "event": "fault", "fault": fault}]),
+        transport="memory",
+    )
+    assert {r.accepted_at for r in run.records} == {6.0}
+    # New mail at 0 goes out in one trip. In the round at 6 four attempts can be in flight
+    # (1/5 + 1/4 + 1/3 < 1: three failures cannot kill the destination, a fourth can), so the
+    # ten retries go out as 4 + 4 + 2: four trips to the wire in all, not eleven.
+    assert run.batches == 4
