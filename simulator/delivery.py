@@ -154,8 +154,10 @@ class Rounds:
         its policy's answer. A policy state that can tell (``RoundState``:
         Postfix knows how many failures its destination can take before it
         is dead) lets messages go out together as long as even the failure
-        of every attempt ahead would not change it: the same decisions as
-        one at a time, in fewer trips to the wire. *counted* says whether
+        of every attempt ahead would not change it: the same answers from
+        its policy as one at a time, in fewer trips to the wire (servers
+        shared with other senders may see the sessions in another order).
+        *counted* says whether
         this message's failure feeds that state (a retry; not new mail).
         """
         env = self._env
