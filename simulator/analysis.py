@@ -9,7 +9,8 @@ question from it: final-state counts overall, per window and per sender
 group, delivery delays, each server's state over time, where each message
 was meant to go (the same MX model the engine routes with), recovery storms
 with the backlog in senders' queues and on backup MX hosts, capacity
-turn-aways, duplicates and bounce reasons. ``summary.json``, ``timeline.json``,
+turn-aways, duplicates and bounce reasons, and foreign sessions (traffic
+from outside the run, kept apart from the ledger). ``summary.json``, ``timeline.json``,
 thresholds, the CLI tables, ``compare`` and the report all read these.
 
 It never runs the engine or a retry policy: what a policy would do (the time
@@ -40,6 +41,7 @@ from .events import (
     Event,
     FaultClearedEvent,
     FaultEvent,
+    ForeignEvent,
     RelayedEvent,
     ReplyEvent,
     RestoreEvent,
@@ -94,6 +96,9 @@ class RunFacts:
     wall_seconds: float = 0.0
     notifications: int = 0
     sources: tuple[dict[str, Any], ...] = ()
+    interrupted_by: str = ""  #: what stopped the run before the clock's end (``SIGINT``, ``SIGTERM``)
+    stopped_at: float | None = None  #: when an interrupted run stopped, in simulated seconds
+    live: dict[str, Any] | None = None  #: how a live run was served: speed, second 0 on the wall clock, ports
     """The public reports the scenario encodes: ``title``, ``url``, ``published``, ``via``, ``quotes``."""
 
 
@@ -157,6 +162,7 @@ class Analysis:
         relay_left: dict[str, float] = {}
         turned_away: list[tuple[float, str]] = []
         faults: list[FaultEvent | FaultClearedEvent] = []
+        foreign: list[ForeignEvent] = []
         for event in facts.events:
             if isinstance(event, AttemptEvent):
                 attempts.append((event.t, event.server))
@@ -172,6 +178,8 @@ class Analysis:
                 dns.append((event.t, event.domain, list(event.mx)))
             elif isinstance(event, (FaultEvent, FaultClearedEvent)):
                 faults.append(event)
+            elif isinstance(event, ForeignEvent):
+                foreign.append(event)
             else:
                 mark = mark_of(event)
                 if mark is not None:
@@ -182,6 +190,7 @@ class Analysis:
         self.relay_left = relay_left
         self.turned_away_at = turned_away
         self.fault_events = faults
+        self.foreign_sessions = foreign
         hosts = [MxHost(s.name, s.domains, s.preference, s.relay) for s in facts.servers]
         self.routes = MxHistory(hosts, dns)
         self.relays = self.routes.relays
@@ -309,6 +318,18 @@ class Analysis:
         """Sessions each server turned away with 421 at a capacity limit."""
         found = Counter(server for _, server in self.turned_away_at)
         return {name: found.get(name, 0) for name in self.servers}
+
+    @cached_property
+    def foreign(self) -> dict[str, dict[str, int]]:
+        """Per server: foreign sessions (connections the engine did not open), the messages they got a
+        250 for (kept apart, never in the ledger), and how many of those named a message of the run."""
+        out = {name: {"sessions": 0, "messages": 0, "run_ids": 0} for name in self.servers}
+        for e in self.foreign_sessions:
+            tally = out.setdefault(e.server, {"sessions": 0, "messages": 0, "run_ids": 0})
+            tally["sessions"] += 1
+            tally["messages"] += e.messages
+            tally["run_ids"] += e.run_ids
+        return out
 
     # ------------------------------------------------------------ routing and time
     def domain_of(self, record: MessageRecord) -> str:
@@ -441,9 +462,20 @@ class Analysis:
             "duplicates": self.duplicates,
             "bounces": self.bounces,
             "turned_away": self.turned_away,
+            "foreign": self.foreign,
             "delivery_delay": self.delays,
             "recoveries": self.recoveries,
+            **self.status,
+            **({"live": f.live} if f.live else {}),
         }
+
+    @property
+    def status(self) -> dict[str, str]:
+        """``status``: ``complete``, or ``partial`` with ``interrupted_by`` and ``stopped_at`` (an interrupted run)."""
+        f = self.facts
+        if not f.interrupted_by:
+            return {"status": "complete"}
+        return {"status": "partial", "interrupted_by": f.interrupted_by, "stopped_at": self.clock.iso(f.stopped_at)}
 
     def timeline_document(self) -> dict[str, Any]:
         """``timeline.json``: what a report needs about the incident, besides the ledger and the events."""

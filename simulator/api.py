@@ -3,24 +3,37 @@
 ``run_scenario`` replays a scenario and returns a ``Run``: the engine's
 ``RunResult`` (ledger rows, typed events, DSNs) with its ``Analysis``, from
 which every number is read. ``write_results`` writes the results folder.
+
+A results folder only ever holds one run, complete or visibly not:
+
+1. ``prepare_results`` (before the run starts) removes every file the tool
+   writes there (``OUTPUT_FILES`` and ``REPORT_FILES``, nothing else) and
+   writes ``summary.json`` as ``{"scenario", "seed", "status": "running"}``;
+2. during a run, streaming writers may write the event and message files;
+3. ``write_results`` writes the final files, then replaces ``summary.json``
+   atomically, last of all, with ``"status": "complete"``, or ``"partial"``
+   with ``interrupted_by`` and ``stopped_at`` for an interrupted run
+   (``Interrupt``);
+4. whatever reads a folder's verdicts (the report, thresholds, the golden
+   comparison) refuses one that is not complete
+   (``simulator.results.require_complete``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from .analysis import Analysis, RunFacts, SenderFacts, ServerFacts, Window
-from .engine import Progress, Replay
+from .engine import Interrupt, Progress, Replay
+from .errors import Problem, ScenarioError
 from .events import write_events
 from .loader import load_scenario
-from .results import RunResult, messages_csv, write_messages, write_notifications
+from .results import RunResult, messages_csv, write_atomic, write_messages, write_notifications
 from .scenario import Scenario
 from .schema.incident import scenario_windows
 from .thresholds import Outcome, evaluate, to_json
@@ -30,10 +43,11 @@ __all__ = [
     "run_scenario",
     "run_scenario_async",
     "facts_of",
-    "write_results",
     "prepare_results",
-    "write_summary",
+    "write_results",
+    "Interrupt",
     "OUTPUT_FILES",
+    "REPORT_FILES",
 ]
 
 OUTPUT_FILES = (
@@ -46,46 +60,8 @@ OUTPUT_FILES = (
 )
 """The files a run writes into its results folder (``thresholds.json`` only when the scenario declares thresholds)."""
 
-_REPORT_FILES = ("report.html", "timeline.png", "outcomes.png", "queue.png", "delays.png", "recovery.png")
-
-
-def _report_files() -> tuple[str, ...]:
-    try:
-        from .report import FIGURES
-    except ImportError:  # pragma: no cover - the report's own dependencies missing
-        return _REPORT_FILES
-    return ("report.html", *FIGURES)
-
-
-def prepare_results(out_dir: str | Path, scenario_name: str, seed: int) -> Path:
-    """Before a run: remove what an earlier run wrote into *out_dir* and mark the folder as holding a running run.
-
-    Only the files this tool writes are removed (``OUTPUT_FILES``, ``report.html`` and the report's
-    figures); ``summary.json`` then says ``{"scenario": ..., "seed": ..., "status": "running"}``.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for name in (*OUTPUT_FILES, *_report_files()):
-        (out / name).unlink(missing_ok=True)
-    _write_json(out / "summary.json", {"scenario": scenario_name, "seed": seed, "status": "running"})
-    return out
-
-
-def _write_json(path: Path, document: Mapping[str, Any], indent: int = 2) -> None:
-    """Write *document* atomically: a temporary file in the same folder, then ``os.replace``."""
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(json.dumps(document, indent=indent) + "\n", encoding="utf-8")
-    os.replace(temp, path)
-
-
-def write_summary(run: Run, out_dir: str | Path, status: Mapping[str, Any] | None = None) -> Path:
-    """Replace ``summary.json`` atomically with the run's summary and its status (``complete`` by default).
-
-    A run stopped early passes ``{"status": "partial", "interrupted_by": ..., "stopped_at": ...}``.
-    """
-    path = Path(out_dir) / "summary.json"
-    _write_json(path, {**run.analysis.summary(), **(status or {"status": "complete"})})
-    return path
+REPORT_FILES = ("report.html", "timeline.png", "outcomes.png", "queue.png", "delays.png", "recovery.png")
+"""The files ``smtp-outage report`` writes there (``report.html`` and ``simulator.report.FIGURES``)."""
 
 
 def facts_of(result: RunResult) -> RunFacts:
@@ -118,6 +94,9 @@ def facts_of(result: RunResult) -> RunFacts:
         transport=result.transport,
         wall_seconds=result.wall_seconds,
         notifications=len(result.notifications),
+        interrupted_by=result.interrupted_by,
+        stopped_at=result.stopped_at,
+        live=result.live,
         sources=tuple(source.model_dump(mode="json", exclude_none=True) for source in scenario.sources),
     )
 
@@ -142,11 +121,24 @@ class Run(RunResult):
         return self.analysis.windows
 
     def summary(self) -> dict[str, Any]:
-        """The content of ``summary.json``."""
+        """The content of ``summary.json``, with the run's ``status`` (and, when partial, why and when it stopped)."""
         return self.analysis.summary()
 
     def thresholds(self) -> list[Outcome]:
-        """The scenario's thresholds checked against this run."""
+        """The scenario's thresholds checked against this run (a complete run: ``ScenarioError`` otherwise)."""
+        if self.interrupted_by:
+            stopped = self.clock.iso(self.stopped_at)
+            raise ScenarioError(
+                [
+                    Problem(
+                        f"<run {self.scenario.name}>",
+                        None,
+                        "",
+                        f"the run is partial (interrupted by {self.interrupted_by} at {stopped}); "
+                        "thresholds need a complete run",
+                    )
+                ]
+            )
         return evaluate(self.scenario, self.analysis)
 
     def messages_csv(self) -> str:
@@ -158,24 +150,64 @@ class Run(RunResult):
         return write_results(self, out_dir)
 
 
-def write_results(run: Run, out_dir: str | Path, status: Mapping[str, Any] | None = None) -> Path:
-    """Write ``messages.csv``, ``summary.json``, ``events.jsonl``, ``notifications.mbox``, ``timeline.json``
-    (and ``thresholds.json``) into *out_dir*; ``summary.json`` last, atomically, with its *status*
-    (``"status": "complete"`` by default; see ``write_summary``)."""
+def _bad_folder(out: Path, why: str) -> ScenarioError:
+    return ScenarioError([Problem(str(out), None, "", f"cannot use this as the results folder: {why}")])
+
+
+def prepare_results(out_dir: str | Path, scenario_name: str, seed: int) -> Path:
+    """Make *out_dir* ready for a run, before it starts (step 1 of the folder's lifecycle, see above).
+
+    Removes the files the tool writes there (``OUTPUT_FILES``, ``REPORT_FILES``)
+    and nothing else, and writes ``summary.json`` with ``"status": "running"``.
+    A folder that cannot be made, or written, is bad input (``ScenarioError``):
+    found before the run, not after it.
+    """
+    out = Path(out_dir)
+    if not str(out_dir).strip():
+        raise _bad_folder(out, "the name is empty; give a folder such as results/my-run")
+    try:
+        if out.exists() and not out.is_dir():
+            raise _bad_folder(out, "it is a file, not a folder; choose another --out or remove the file")
+        out.mkdir(parents=True, exist_ok=True)
+        for name in (*OUTPUT_FILES, *REPORT_FILES):
+            path = out / name
+            if path.is_dir() and not path.is_symlink():
+                raise _bad_folder(out, f"{name} in it is a folder; remove it or choose another --out")
+            path.unlink(missing_ok=True)
+        running = {"scenario": scenario_name, "seed": seed, "status": "running"}
+        write_atomic(out / "summary.json", json.dumps(running, indent=2) + "\n")
+    except OSError as exc:
+        raise _bad_folder(out, exc.strerror or str(exc)) from None
+    return out
+
+
+def _document(value: Any) -> str:
+    return json.dumps(value, indent=2) + "\n"
+
+
+def write_results(run: Run, out_dir: str | Path) -> Path:
+    """Write ``messages.csv``, ``events.jsonl``, ``notifications.mbox``, ``timeline.json`` (and
+    ``thresholds.json``) into *out_dir*, then ``summary.json``, atomically and last of all.
+
+    A partial run gets no ``thresholds.json``; report files beside the data
+    are removed (the report is drawn from a complete folder afterwards).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     a = run.analysis
+    for name in REPORT_FILES:
+        (out / name).unlink(missing_ok=True)  # drawn from an earlier run
     write_messages(out / "messages.csv", run.records, run.clock, a.window_of)
     write_events(out / "events.jsonl", run.events)
     write_notifications(out / "notifications.mbox", run.notifications)
     (out / "timeline.json").write_text(json.dumps(a.timeline_document(), indent=1) + "\n", encoding="utf-8")
     thresholds = out / "thresholds.json"
-    if run.scenario.thresholds:
+    if run.scenario.thresholds and not run.interrupted_by:
         document = {"scenario": run.scenario.name, "thresholds": to_json(run.thresholds())}
         thresholds.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    elif thresholds.exists():
-        thresholds.unlink()  # an earlier run's verdicts are not this run's
-    write_summary(run, out, status)
+    else:
+        thresholds.unlink(missing_ok=True)  # an earlier run's verdicts are not this run's
+    write_atomic(out / "summary.json", _document(run.summary()))
     return out
 
 
@@ -186,19 +218,25 @@ async def run_scenario_async(
     out: str | Path | None = None,
     transport: str = "wire",
     progress: Progress | None = None,
+    interrupt: Interrupt | None = None,
 ) -> Run:
     """Replay *scenario* (a ``Scenario`` or a path to a YAML file) inside a running event loop.
 
     *seed* overrides the scenario's seed; *out*, when given, receives the
-    results folder. *transport* is ``"wire"`` (real SMTP on loopback, the
-    default) or ``"memory"``. A ``Scenario`` built in code is validated
-    exactly as a file is (``ScenarioError`` for bad input).
+    results folder (made ready before the run: ``prepare_results``).
+    *transport* is ``"wire"`` (real SMTP on loopback, the default) or
+    ``"memory"``. A ``Scenario`` built in code is validated exactly as a
+    file is (``ScenarioError`` for bad input). An *interrupt* that is
+    requested during the run stops it at the end of the current simulated
+    instant: the ``Run`` (and the folder) is then partial.
     """
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario, seed=seed)
     else:
         _check(scenario)
-    result = await Replay(scenario, seed=seed, transport=transport, progress=progress).run()
+    if out is not None:
+        prepare_results(out, scenario.name, scenario.seed if seed is None else seed)
+    result = await Replay(scenario, seed=seed, transport=transport, progress=progress, interrupt=interrupt).run()
     run = Run.of(result)
     if out is not None:
         write_results(run, out)
@@ -206,10 +244,11 @@ async def run_scenario_async(
 
 
 def _check(scenario: Scenario) -> None:
-    """Validate a scenario built in code as the loader validates a file."""
-    from .errors import ScenarioError
+    """Validate a scenario built in code as the loader validates a file (once: a loaded one is not read again)."""
     from .schema.validate import validate
 
+    if scenario.validated:
+        return
     problems = validate(scenario)
     if problems:
         raise ScenarioError(problems)
@@ -222,10 +261,13 @@ def run_scenario(
     out: str | Path | None = None,
     transport: str = "wire",
     progress: Progress | None = None,
+    interrupt: Interrupt | None = None,
 ) -> Run:
-    """Replay *scenario* on a fresh event loop and return its ``Run``.
+    """Replay *scenario* on a fresh event loop and return its ``Run`` (see ``run_scenario_async``).
 
     Raises ``ScenarioError`` for bad input and ``RunError`` when the run fails
     (including a ledger that does not balance).
     """
-    return asyncio.run(run_scenario_async(scenario, seed=seed, out=out, transport=transport, progress=progress))
+    return asyncio.run(
+        run_scenario_async(scenario, seed=seed, out=out, transport=transport, progress=progress, interrupt=interrupt)
+    )

@@ -73,6 +73,7 @@ class Bridge:
         before_flush: Callable[[], Awaitable[None]],
         after_flush: Callable[[], None],
         progress: Callable[[float], None] | None = None,
+        stop: Callable[[], bool] | None = None,
         *,
         pace: Callable[[float], Awaitable[bool]] | None = None,
     ) -> bool:
@@ -80,12 +81,15 @@ class Bridge:
 
         *before_flush* brings the servers' listeners in line with the model
         (timeline changes of this instant); *after_flush* checks for server
-        errors. *progress* gets the simulated time now and then.
+        errors. *progress* gets the simulated time now and then. *stop* is
+        asked after each complete instant (its events run, its attempts
+        flushed); when it says so, the run ends there. Returns True when it
+        was stopped before *until*.
 
         With *pace* (a live run) each instant waits until ``pace(t)`` lets it
-        run, and every instant ends with *before_flush*, attempts or not, so
-        that the listeners follow the timeline as it happens. Returns True
-        when *pace* stopped the run before *until*.
+        run (False: stop there), and every instant ends with *before_flush*,
+        attempts or not, so that the listeners follow the timeline as it
+        happens.
         """
         env = self.env
         step, peek = env.step, env.peek
@@ -97,7 +101,7 @@ class Bridge:
             if pace is not None and peek() > env.now and not await pace(peek()):
                 return True
             step()
-            if peek() > env.now:
+            if peek() > env.now:  # the instant is complete
                 if self._pending:
                     await before_flush()
                     await self.flush()
@@ -105,6 +109,8 @@ class Bridge:
                 elif pace is not None:
                     await before_flush()
                     after_flush()
+                if stop is not None and stop():
+                    return True
             steps += 1
             if progress is not None and steps % 512 == 0:
                 now = time.monotonic()

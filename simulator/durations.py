@@ -6,12 +6,16 @@ so ``retry: "5m,15m,1h"`` and ``retry: [300, 900, 3600]`` mean the same.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator
 
-__all__ = ["parse_duration", "format_duration", "Duration", "parse_duration_list"]
+__all__ = ["parse_duration", "format_duration", "Duration", "parse_duration_list", "MAX_DURATION"]
+
+MAX_DURATION = 3650 * 86400.0
+"""The longest duration accepted (ten years): anything longer is a mistake, not a setting."""
 
 _UNITS = {"w": 604800.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
@@ -46,6 +50,10 @@ def parse_duration(value: Any) -> float:
         raise ValueError(f"expected a duration such as 30s, 5m, 2h or 4d, got {value!r}")
     if seconds < 0:
         raise ValueError(f"a duration cannot be negative, got {value!r}")
+    if math.isnan(seconds):
+        raise ValueError(f"expected a duration such as 30s, 5m, 2h or 4d, got {value!r}")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"a duration is at most 3650d (ten years), got {value!r}")
     return seconds
 
 

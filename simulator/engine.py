@@ -6,14 +6,15 @@ sending MTAs with their policy state, one SimPy process per message, one for
 the timeline), hands each process only the collaborators it needs, drives
 them through the time-frozen ``Bridge`` and returns a ``RunResult``.
 
-A ``LiveLink`` turns a replay into a live run (``simulator.live``): the same
-servers on fixed ports, the same timeline, SimPy still the only clock but
-stepped no faster than the wall clock allows; outside MTAs connect when they
-like, and their mail is recorded beside the simulated senders'.
+A ``LiveLink`` makes a replay a live run (``simulator.live``): the same
+servers on fixed ports and timeline, SimPy still the only clock but stepped
+no faster than the wall clock allows; outside MTAs connect when they like,
+and their mail is recorded beside the simulated senders'.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections.abc import Awaitable, Callable, Generator, Mapping
@@ -28,10 +29,19 @@ from .bridge import Bridge
 from .clock import SimClock
 from .delivery import Couriers, HostProbes, Job, Mta, Rounds, deliver, with_client_timeouts
 from .errors import RunError
-from .events import AcceptedEvent, BounceEvent, Event, EventLog, RelayedEvent, ReplyEvent, WarningEvent
+from .events import (
+    AcceptedEvent,
+    BounceEvent,
+    Event,
+    EventLog,
+    ForeignEvent,
+    RelayedEvent,
+    ReplyEvent,
+    WarningEvent,
+)
 from .faults import SessionPlan
 from .ledger import MessageRecord, finalize
-from .policies import Decision, build_policy
+from .policies import Decision, Timeouts, build_policy
 from .receiver import Mode, ReceivingServer, SessionContext, SessionNote
 from .results import RunResult
 from .routing import Dns, Resolver, hosts_to_try
@@ -42,10 +52,72 @@ from .traffic import Arrival, csv_arrivals, poisson_arrivals
 from .transport import Attempt, MemoryTransport, Outcome, SmtpTransport, Transport
 from .wire import LOOPBACK, WireServer
 
-__all__ = ["Replay", "Progress", "LiveLink"]
+__all__ = ["Replay", "Progress", "Interrupt", "LiveLink"]
 
 Progress = Callable[[float, float], None]
 """Called with (simulated seconds done, simulated seconds in all)."""
+
+
+class Interrupt:
+    """Asks a running replay to stop at the end of the current simulated instant.
+
+    A signal handler calls ``request("SIGINT")``; the replay then ends with
+    what it has: the messages submitted so far, each in its state at that
+    instant (``queued`` for those still being retried), and a result marked
+    ``interrupted_by`` with its ``stopped_at`` time.
+    """
+
+    def __init__(self) -> None:
+        self.reason = ""
+
+    def request(self, reason: str) -> None:
+        """Stop at the end of the current instant; *reason* names why (the first request wins)."""
+        self.reason = self.reason or reason
+
+    def requested(self) -> bool:
+        """Whether a stop was asked for."""
+        return bool(self.reason)
+
+
+@dataclass
+class LiveLink:
+    """What a live run plugs into a replay.
+
+    ``wall`` says which simulated second the wall clock has reached; the
+    servers read their time from it, never past the next event SimPy has
+    not run. ``pace`` waits until the wall clock reaches a simulated time
+    (False: stop there, the run's ``Interrupt`` says why). ``commit`` makes
+    the ledger row of a message stored that no simulated sender submitted
+    (outside mail); ``watch`` hears each step of the connections nobody
+    announced; ``listen`` every event as it is emitted; ``ready`` each
+    server's address once all listen (simulated time 0 starts then).
+    ``ports`` fixes each server's loopback port (0: any free one);
+    ``senders`` runs the scenario's simulated senders alongside; ``facts``
+    goes into ``summary.json`` as ``live``.
+    """
+
+    wall: Callable[[], float]
+    pace: Callable[[float], Awaitable[bool]]
+    commit: Callable[[str, str, float], MessageRecord]
+    watch: Callable[[SessionNote], None]
+    ports: Mapping[str, int] = field(default_factory=dict)
+    listen: Callable[[Event], None] | None = None
+    ready: Callable[[dict[str, tuple[str, int]]], None] | None = None
+    senders: bool = True
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+class _ListenedLog(EventLog):
+    """An event log that also tells a listener of each event."""
+
+    def __init__(self, listen: Callable[[Event], None]) -> None:
+        super().__init__()
+        self._listen = listen
+
+    def emit(self, event: Event) -> None:
+        """Keep *event* and tell the listener."""
+        super().emit(event)
+        self._listen(event)
 
 
 class _Keeper:
@@ -178,47 +250,6 @@ class _Keeper:
             self.notifications.append(note)
 
 
-@dataclass
-class LiveLink:
-    """What a live run plugs into a replay.
-
-    ``wall`` says which simulated second the wall clock has reached; the
-    servers read their time from it (never past the next event SimPy has
-    not run yet, so a server never acts on a state the timeline has not
-    reached). ``pace`` waits until the wall clock reaches a simulated time,
-    and returns False to stop the run there (an interrupt). ``commit`` is
-    told of a message stored that no simulated sender submitted (outside
-    mail) and returns its ledger row; ``watch`` hears every step of the
-    connections nobody announced; ``listen``, if given, every event as it is
-    emitted. ``ports`` fixes each server's loopback port (0: any free one);
-    ``ready`` gets each server's address once all of them listen (simulated
-    time 0 starts then); ``senders`` runs the scenario's simulated senders
-    alongside.
-    """
-
-    wall: Callable[[], float]
-    pace: Callable[[float], Awaitable[bool]]
-    commit: Callable[[str, str, float], MessageRecord]
-    watch: Callable[[SessionNote], None]
-    ports: Mapping[str, int] = field(default_factory=dict)
-    listen: Callable[[Event], None] | None = None
-    ready: Callable[[dict[str, tuple[str, int]]], None] | None = None
-    senders: bool = True
-
-
-class _ListenedLog(EventLog):
-    """An event log that also tells a listener of each event."""
-
-    def __init__(self, listen: Callable[[Event], None]) -> None:
-        super().__init__()
-        self._listen = listen
-
-    def emit(self, event: Event) -> None:
-        """Keep *event* and tell the listener."""
-        super().emit(event)
-        self._listen(event)
-
-
 class Replay:
     """One run of a scenario. Use ``await replay.run()`` or ``simulator.run_scenario``."""
 
@@ -229,22 +260,21 @@ class Replay:
         seed: int | None = None,
         transport: str = "wire",
         progress: Progress | None = None,
+        interrupt: Interrupt | None = None,
         live: LiveLink | None = None,
     ) -> None:
-        if transport not in ("wire", "memory"):
-            raise ValueError("transport is 'wire' or 'memory'")
-        if live is not None and transport != "wire":
-            raise ValueError("a live run is on the wire")
+        if transport not in ("wire", "memory") or (live is not None and transport != "wire"):
+            raise ValueError("transport is 'wire' or 'memory'; a live run is on the wire")
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
         self.transport_kind = "live" if live is not None else transport
         self.progress = progress
+        self.interrupt = interrupt
         self.live = live
         self.clock = SimClock(scenario.clock)
         self.env = simpy.Environment()
         self.log = EventLog() if live is None or live.listen is None else _ListenedLog(live.listen)
         self.outside: list[MessageRecord] = []
-        self.stopped_at: float | None = None
         relays = {s.name for s in scenario.servers if s.relay is not None}
         delivery = {s.name: s.delivery.per_minute for s in scenario.servers if s.delivery is not None}
         self.stores = MailStores([s.name for s in scenario.servers], relays, delivery)
@@ -277,6 +307,7 @@ class Replay:
         self.probes = HostProbes(self.env)
         self.rounds = Rounds(self.env)
         self._relay_inbox: list[tuple[str, str, float]] = []
+        self._late: list[tuple[SessionPlan, ReceivingServer, SessionContext, Timeouts]] = []
         self._stamp_at = -1.0
         self._stamp: dict[str, Any] = {}
 
@@ -316,11 +347,15 @@ class Replay:
         if not job.content:
             job.content = self.content(r)
         mail_from = r.originator  # a relay forwards with the original envelope sender
-        plan = None
+        ctx = SessionContext(r.message_id, mail_from, r.recipient)
         if server.listening:
-            plan = with_client_timeouts(
-                server.plan(SessionContext(r.message_id, mail_from, r.recipient)), job.mta.policy.timeouts
-            )
+            plan = with_client_timeouts(server.plan(ctx), job.mta.policy.timeouts)
+        else:
+            # Down now; the timeline may bring it up later in this instant. The session is
+            # planned when it goes on the wire (``_plan_late``): every session the engine
+            # opens is announced, so none is taken for foreign traffic.
+            plan = SessionPlan()
+            self._late.append((plan, server, ctx, job.mta.policy.timeouts))
         address = self.wire[host].address if self.wire else (LOOPBACK, 0)
         attempt = Attempt(
             message_id=r.message_id,
@@ -411,11 +446,48 @@ class Replay:
         ).encode("ascii")
 
     # ------------------------------------------------------------------ run
+    def _plan_late(self) -> None:
+        """Plan, in submission order, the sessions submitted to a server that was down then and is up now."""
+        late, self._late = self._late, []
+        for plan, server, ctx, timeouts in late:
+            if server.listening:
+                made = with_client_timeouts(server.plan(ctx), timeouts)
+                for f in dataclasses.fields(made):
+                    setattr(plan, f.name, getattr(made, f.name))
+
     async def _before_flush(self) -> None:
+        self._plan_late()
         for wire in self.wire.values():
             await wire.reconcile()
 
+    def _log_foreign(self) -> None:
+        """Log the foreign sessions that ended: outside traffic, kept apart from the ledger.
+
+        In a live run outside traffic is what the run records (``outside`` events, ledger rows).
+        """
+        for name, server in self.servers.items():
+            ended = server.foreign.take_ended()
+            if self.live is not None:
+                continue
+            for s in sorted(ended, key=lambda s: s.number):
+                self.log.emit(
+                    ForeignEvent(
+                        **self.stamp(),
+                        server=name,
+                        session=s.number,
+                        peer=s.peer,
+                        connected=self.clock.iso(s.at),
+                        received=s.received,
+                        messages=s.messages,
+                        run_ids=sum(1 for m in s.message_ids if m in self.records),
+                        turned_away=s.turned_away,
+                        ended=s.ended,
+                        error=s.error,
+                    )
+                )
+
     def _after_flush(self) -> None:
+        self._log_foreign()
         for server in self.servers.values():
             if server.errors:
                 error = server.errors[0]
@@ -443,7 +515,7 @@ class Replay:
             ) from exc
 
     async def run(self) -> RunResult:
-        """Replay the scenario and return its result (a live run: until its clock ends or it is stopped)."""
+        """Replay the scenario and return its result."""
         started = time.perf_counter()
         self._build_jobs()
         transport: Transport
@@ -468,24 +540,29 @@ class Replay:
             end = self.clock.end
             progress = self.progress
             report = (lambda now: progress(now, end)) if progress is not None else None
+            interrupt = self.interrupt
             pace = None
             if self.live is not None:
                 pace = self.live.pace
                 self.env.timeout(end)  # a live run serves until its clock ends, events or not
-            stopped = await self.bridge.drive(end, self._before_flush, self._after_flush, report, pace=pace)
-            self.stopped_at = self.server_now() if stopped else None
+            stopped = await self.bridge.drive(
+                end,
+                self._before_flush,
+                self._after_flush,
+                report,
+                interrupt.requested if interrupt is not None else None,
+                pace=pace,
+            )
+            # A live run stops at the wall clock's moment (its servers went on serving until then).
+            now = self.server_now() if stopped and self.live is not None else self.env.now
         finally:
             for wire in self.wire.values():
                 await wire.stop()
-        return self._result(time.perf_counter() - started)
-
-    def _result(self, wall_seconds: float) -> RunResult:
-        """The ledger of what was submitted by now (all of it, unless a live run stopped early)."""
-        now = self.env.now  # a live run stopped early: what was submitted by the last instant run
-        jobs = [job for job in self.jobs if job.arrival <= now] if self.stopped_at is not None else self.jobs
-        records = [job.record for job in jobs] + self.outside
-        end = self.clock.end if self.stopped_at is None else self.stopped_at
-        counts = finalize(records, self.stores.holdings(end), len(records))
+        self._log_foreign()
+        # Interrupted: the messages submitted so far, each as it stands at this instant.
+        records = [job.record for job in self.jobs if not stopped or job.record.submitted_at <= self.env.now]
+        records += self.outside
+        counts = finalize(records, self.stores.holdings(now if stopped else self.clock.end), len(records))
         policies: dict[str, tuple[str, float | None]] = {}
         for job in self.jobs:
             policies.setdefault(job.mta.group, (job.mta.policy.label, job.mta.policy.gives_up_after))
@@ -500,10 +577,13 @@ class Replay:
             records=records,
             counts=counts,
             events=self.log.events,
-            wall_seconds=wall_seconds,
+            wall_seconds=time.perf_counter() - started,
             wire_seconds=self.bridge.wire_seconds,
             batches=self.bridge.batches,
             transport=self.transport_kind,
             notifications=self.keeper.notifications,
             policies=policies,
+            interrupted_by=interrupt.reason if stopped and interrupt is not None else "",
+            stopped_at=now if stopped else None,
+            live=self.live.facts if self.live is not None else None,
         )

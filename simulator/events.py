@@ -10,9 +10,10 @@ Message events: ``submit``, ``relay_queued``, ``attempt``, ``reply``,
 ``cached``, ``suspended``, ``expired``, ``next_mx``, ``accepted``,
 ``relayed``, ``warning``, ``bounce``. Timeline events: ``server``,
 ``crash``, ``backup``, ``backup_schedule``, ``restore``, ``disk_recovered``,
-``disk_lost``, ``fault``, ``fault_cleared``, ``dns``. A live run's outside
-MTAs: ``outside`` (a connection nobody announced was turned away, refused a
-command, or handed over a message).
+``disk_lost``, ``fault``, ``fault_cleared``, ``dns``. Outside traffic:
+``foreign`` (a connection the engine did not open; in a replay it never
+changes the ledger) and, in a live run, ``outside`` (an outside MTA turned
+away, refused a command, or handing over a message it is recorded for).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ __all__ = [
     "FaultEvent",
     "FaultClearedEvent",
     "DnsEvent",
+    "ForeignEvent",
     "OutsideEvent",
     "MARK_EVENTS",
     "write_events",
@@ -319,6 +321,29 @@ class DnsEvent(_Event):
     note: str = ""
 
 
+# ---------------------------------------------------------------- outside traffic
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForeignEvent(_Event):
+    """A connection the engine did not open ended; its mail was kept apart from the run's.
+
+    Logged at the instant the session was seen to end (``connected``: when
+    it began). ``run_ids`` counts the messages it sent whose Message-ID names
+    a message of the run: mail posing as the run's, which changes no row.
+    """
+
+    type: Literal["foreign"] = "foreign"
+    server: str
+    session: int  #: 1 for the server's first foreign session, and so on
+    peer: str
+    connected: str
+    received: int  #: bytes the client sent
+    messages: int  #: messages it got a 250 for, kept apart
+    run_ids: int = 0
+    turned_away: bool = False
+    ended: str = ""  #: closed, or open at the end of the run
+    error: str = ""
+
+
 # ---------------------------------------------------------------- a live run's outside MTAs
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OutsideEvent(_Event):
@@ -367,6 +392,7 @@ Event = Annotated[
     | FaultEvent
     | FaultClearedEvent
     | DnsEvent
+    | ForeignEvent
     | OutsideEvent,
     Field(discriminator="type"),
 ]

@@ -1,8 +1,9 @@
 """Golden results: a run's ``summary.json`` compared with a committed expected one.
 
-Timing fields (``wall_seconds``), the transport and the folder's status are left out, so a golden
+Timing fields (``wall_seconds``) and the transport are left out, so a golden
 file recorded over the wire matches an in-memory run of the same scenario
-and seed. A difference is shown one line per changed value, with its path::
+and seed; so are the folder's ``status`` and the ``foreign`` sessions
+(traffic from outside the run, which changes no result). A difference is shown one line per changed value, with its path::
 
     counts.stranded: expected 73, got 79
     windows[3].counts.delivered: expected 0, got 6
@@ -18,9 +19,8 @@ from .errors import Problem, ScenarioError
 
 __all__ = ["IGNORED", "comparable", "differences", "load_golden", "write_golden", "golden_path"]
 
-IGNORED = ("wall_seconds", "transport", "status", "interrupted_by", "stopped_at")
-"""Summary fields that change from run to run (or between transports) without the results changing,
-and the results folder's lifecycle (``status``)."""
+IGNORED = ("wall_seconds", "transport", "status", "foreign")
+"""Summary fields that change from run to run (or between transports) without the results changing."""
 
 
 def golden_path(scenario_path: str | Path) -> Path:

@@ -1,6 +1,8 @@
 """Read a scenario file and report every mistake as ``file:line: path: message``.
 
-pydantic's error locations are mapped onto the nodes of ``yaml.compose()`` so
+The file is parsed once (``simulator.schema.document``: libyaml's C parser
+where available, duplicate keys, alias bombs and absurd nesting refused)
+and pydantic's error locations are mapped onto the nodes of that parse so
 each problem names the line to change, and its error types are put in the
 tool's own words: an unknown key names the keys allowed there (and the one
 meant, when it is close), a wrong value the values allowed, a wrong type what
@@ -26,6 +28,7 @@ from .errors import Problem, ScenarioError
 from .policies import PRESETS
 from .policies.exim import EximParams
 from .scenario import Scenario
+from .schema.document import DocumentError, parse
 from .schema.library import resolve
 from .schema.validate import dotted, line_of, validate
 
@@ -39,20 +42,22 @@ def load_scenario(path: str | Path, *, seed: int | None = None) -> Scenario:
     """
     path = resolve(path)
     shown = str(path)
+    text = _read(path, shown)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError([Problem(shown, None, "", "no such file")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError([Problem(shown, None, "", f"cannot read it: {exc}")]) from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        document = parse(text)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow, at an offset
+        at = text.count("\n", 0, exc.position) + 1
+        raise ScenarioError(
+            [Problem(shown, at, "", f"not valid YAML: character #x{exc.character:04x}: {exc.reason}")]
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
         raise ScenarioError([Problem(shown, line, "", f"not valid YAML: {problem}")]) from None
+    except DocumentError as exc:
+        raise ScenarioError([Problem(shown, exc.line, "", exc.message)]) from None
+    root, data = document.root, document.data
     if not isinstance(data, dict):
         raise ScenarioError(
             [Problem(shown, 1, "", "a scenario is a YAML mapping with name, clock, servers, timeline and senders")]
@@ -70,6 +75,7 @@ def load_scenario(path: str | Path, *, seed: int | None = None) -> Scenario:
     problems = validate(scenario, root=root, shown=shown)
     if problems:
         raise ScenarioError(problems)
+    scenario.mark_validated()
     return scenario
 
 
@@ -107,6 +113,40 @@ def duplicate_keys(root: yaml.Node | None, shown: str) -> list[Problem]:
     if root is not None:
         walk(root, ())
     return found
+
+
+_MAX_BYTES = 64 * 1024 * 1024
+"""A scenario file larger than this is refused before it is read (a 250,000-entry timeline is about 20 MB)."""
+
+
+def _read(path: Path, shown: str) -> str:
+    """The file's text: UTF-8 (a BOM allowed), no NUL characters, at most ``_MAX_BYTES``."""
+    try:
+        if path.is_dir():
+            raise ScenarioError([Problem(shown, None, "", "is a folder; give a scenario file (.yaml)")])
+        if path.stat().st_size > _MAX_BYTES:
+            raise ScenarioError([Problem(shown, None, "", f"is larger than {_MAX_BYTES // 2**20} MB; not a scenario")])
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ScenarioError([Problem(shown, None, "", "no such file")]) from None
+    except OSError as exc:
+        raise ScenarioError([Problem(shown, None, "", f"cannot read it: {exc.strerror or exc}")]) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        hint = ""
+        if raw[:4] in (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff"):
+            hint = " (it looks like UTF-32: save it as UTF-8)"
+        elif raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            hint = " (it looks like UTF-16: save it as UTF-8)"
+        raise ScenarioError(
+            [Problem(shown, line, "", f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start}{hint}")]
+        ) from None
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise ScenarioError([Problem(shown, line, "", "a NUL character: this is not a text file")])
+    return text
 
 
 def schema_problems(exc: ValidationError, shown: str, root: yaml.Node | None) -> list[Problem]:

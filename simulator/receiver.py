@@ -22,8 +22,11 @@ A session's decisions come in two parts:
 The engine announces its sessions: ``ReceivingServer.plan`` makes both parts
 when it submits an attempt, in submission order, with the whole envelope
 known (a ``SessionContext``). A connection nobody announced (a real MTA, a
-test client) is admitted when it connects, and each envelope decision is
-made at the step that needs it, from what the client has said by then:
+test client) is *foreign* (``simulator.server.foreign``): it is admitted
+when it connects, and each envelope decision is made at the step that needs
+it, from what the client has said by then, in a ``SessionBook`` of its own,
+so that it never changes what the engine's sessions meet; the mail it gets
+a 250 for is kept apart from the mail stores:
 
 =========  ==========================================================
 step       what the decision is keyed by (its ``SessionContext``)
@@ -42,17 +45,20 @@ that end before RCPT, turned away for instance, which the engine counts as
 attempts of their message). A fault
 listed for some recipients cannot match before RCPT. Latency is simulated
 time the engine charges to its senders; a client that is not on the
-simulated clock sees no delay, and no stall.
+simulated clock sees no delay, and no stall. Foreign and announced sessions
+have separate histories: a foreign client neither fills a capacity limit
+for the engine's sessions nor starts their greylisting period.
 
-A server may be *watched* (``ReceivingServer.watch``, the live mode): each
-step at which a connection nobody announced ends, is refused or hands over
-a message is reported as a ``SessionNote``, with what the client has said
-so far, so that outside mail can be recorded as the engine's mail is.
+A server may be *watched* (``ReceivingServer.watch``, the live mode): then
+foreign connections are the outside MTAs the run is about. They share the
+engine's history (capacity limits and greylisting count every client, as a
+real server's do), their mail is committed to the disks like the engine's,
+and each step at which one ends, is refused or hands over a message is
+reported as a ``SessionNote`` with what the client has said so far.
 """
 
 from __future__ import annotations
 
-import re
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -76,6 +82,8 @@ from .faults import (
 )
 from .policies import Stage
 from .replies import reply_code
+from .server.foreign import ForeignSession, ForeignTraffic, SessionBook
+from .server.ids import OWN_DOMAIN, message_id_of
 from .server.steps import Act, SessionNote, Step
 from .store import MailStores
 
@@ -93,28 +101,10 @@ __all__ = [
     "OWN_DOMAIN",
 ]
 
-_MESSAGE_ID = re.compile(rb"^Message-ID:\s*<([^>\r\n]+)>", re.IGNORECASE | re.MULTILINE)
+_FOREIGN_ID_MAX = 64  # a foreign Message-ID is kept (and echoed) at most this long
 
 _ENVELOPE_STAGES = frozenset({Stage.EHLO, Stage.MAIL, Stage.RCPT, Stage.DATA, Stage.DOT})
 """The stages an envelope decision can answer at."""
-
-
-OWN_DOMAIN = "smtp-outage.invalid"
-"""The domain of the Message-IDs the engine's own senders write (``<m000001@smtp-outage.invalid>``)."""
-
-
-def message_id_of(content: bytes) -> str | None:
-    """The ledger key of a raw message: the Message-ID without its brackets.
-
-    The engine's own messages (``@smtp-outage.invalid``) are keyed by the part
-    before ``@``; any other client's Message-ID is kept whole.
-    """
-    match = _MESSAGE_ID.search(content)
-    if match is None:
-        return None
-    found = match.group(1).decode("ascii", "replace")
-    local, _, domain = found.partition("@")
-    return local if domain.lower() == OWN_DOMAIN else found
 
 
 class Mode(StrEnum):
@@ -190,7 +180,9 @@ class ReceivingServer:
     """One simulated receiving MTA: mode, domains, faults and its mail store.
 
     *now* returns the current simulated time (frozen during real I/O);
-    *on_commit* is told about every copy committed to a disk.
+    *on_commit* is told about every copy committed to a disk (by the
+    engine's sessions only). ``book`` is the history of the engine's
+    sessions; ``foreign`` the connections nobody announced, with their own.
     """
 
     def __init__(
@@ -214,12 +206,19 @@ class ReceivingServer:
         self.seed = seed
         self.errors: list[BaseException] = []
         self.faults: list[_ActiveFault] = []
-        self.sessions_planned = 0
-        self.turned_away = 0
-        self._attempts: dict[str, int] = {}
-        self._greylist: dict[tuple[str, str], float] = {}
-        self._admitted: deque[float] = deque()
+        self.book = SessionBook()
+        self.foreign = ForeignTraffic(name)
         self.watch: Callable[[SessionNote], None] | None = None
+
+    @property
+    def sessions_planned(self) -> int:
+        """Sessions of the engine's that connected."""
+        return self.book.sessions
+
+    @property
+    def turned_away(self) -> int:
+        """Sessions of the engine's turned away at a capacity limit."""
+        return self.book.turned_away
 
     # ------------------------------------------------------------------ faults
     def add_fault(self, spec: FaultSpec, until: float) -> None:
@@ -260,19 +259,21 @@ class ReceivingServer:
         return plan
 
     def session(self, plan: SessionPlan | None = None, peer: str = "") -> ServerSession:
-        """The interpreter of one connection: of *plan*, or of a connection nobody announced from *peer*."""
+        """The interpreter of one connection: of *plan*, or of a foreign connection from *peer*."""
         return ServerSession(self, plan, peer)
 
-    def connect(self) -> Admission:
+    def connect(self, book: SessionBook | None = None) -> Admission:
         """A client connects: the mode's greeting, capacity admission, slow latency.
 
         Expired faults are dropped; a session over a capacity limit is turned
-        away (counted in ``turned_away``) and later faults are not looked at.
+        away (counted in the *book*'s ``turned_away``; the engine's by
+        default) and later faults are not looked at.
         """
+        book = self.book if book is None else book
         now = self._now()
         if self.faults:
             self.faults = [f for f in self.faults if f.until > now]
-        self.sessions_planned += 1
+        book.sessions += 1
         plan = SessionPlan()
         greeting = self.greeting()
         if greeting is Greeting.SILENT:
@@ -286,9 +287,9 @@ class ReceivingServer:
             fault = active.spec
             reached.append(fault)
             if isinstance(fault, CapacityFault):
-                if not self._admit(fault, now):
+                if not self._admit(fault, now, book.admitted):
                     plan.greeting, plan.greeting_reply, plan.turned_away = "tempfail", replies.TOO_BUSY, True
-                    self.turned_away += 1
+                    book.turned_away += 1
                     break
             elif isinstance(fault, SlowFault):
                 stages = list(Stage) if fault.stage == "all" else [Stage(fault.stage)]
@@ -297,35 +298,40 @@ class ReceivingServer:
                         plan.latency[stage] = plan.latency.get(stage, 0.0) + fault.latency
         return Admission(plan, tuple(reached))
 
-    def _admit(self, fault: CapacityFault, now: float) -> bool:
+    @staticmethod
+    def _admit(fault: CapacityFault, now: float, admitted: deque[float]) -> bool:
         window = max(fault.session_time, 60.0 if fault.per_minute else 0.0)
-        while self._admitted and self._admitted[0] <= now - window:
-            self._admitted.popleft()
-        busy = sum(1 for t in self._admitted if t > now - fault.session_time)
-        last_minute = sum(1 for t in self._admitted if t > now - 60.0)
+        while admitted and admitted[0] <= now - window:
+            admitted.popleft()
+        busy = sum(1 for t in admitted if t > now - fault.session_time)
+        last_minute = sum(1 for t in admitted if t > now - 60.0)
         if (fault.sessions is not None and busy >= fault.sessions) or (
             fault.per_minute is not None and last_minute >= fault.per_minute
         ):
             return False
-        self._admitted.append(now)
+        admitted.append(now)
         return True
 
-    def count_attempt(self, key: str) -> int:
+    def count_attempt(self, key: str, book: SessionBook | None = None) -> int:
         """One more session for *key* (a message, or what identifies it so far); returns its number."""
-        attempt = self._attempts.get(key, 0) + 1
-        self._attempts[key] = attempt
-        return attempt
+        return (self.book if book is None else book).count_attempt(key)
 
     def decide(
-        self, faults: Sequence[FaultSpec], ctx: SessionContext, attempt: int, stages: Collection[Stage]
+        self,
+        faults: Sequence[FaultSpec],
+        ctx: SessionContext,
+        attempt: int,
+        stages: Collection[Stage],
+        book: SessionBook | None = None,
     ) -> SessionPlan:
         """The envelope decisions of *faults* that answer at *stages*, for session *attempt* of *ctx*.
 
         Returns a plan holding only ``replies`` and ``drop_after_commit``;
         the first fault (in the order they were switched on) wins a stage.
         Greylisting remembers a sender/recipient pair the first time it is
-        decided.
+        decided, in *book* (the engine's by default).
         """
+        book = self.book if book is None else book
         now = self._now()
         out = SessionPlan()
         for fault in faults:
@@ -339,12 +345,14 @@ class ReceivingServer:
                 ):
                     out.drop_after_commit = True
                 continue
-            reply = self._reply(fault, ctx, attempt, now)
+            reply = self._reply(fault, ctx, attempt, now, book.greylist)
             if reply is not None:
                 out.replies.setdefault(stage, reply)
         return out
 
-    def _reply(self, fault: FaultSpec, ctx: SessionContext, attempt: int, now: float) -> str | None:
+    def _reply(
+        self, fault: FaultSpec, ctx: SessionContext, attempt: int, now: float, greylist: dict[tuple[str, str], float]
+    ) -> str | None:
         if isinstance(fault, ReplyFault):
             if fault.recipients is not None and ctx.rcpt_to.lower() not in {r.lower() for r in fault.recipients}:
                 return None
@@ -358,7 +366,7 @@ class ReceivingServer:
         if isinstance(fault, DiskFullFault):
             return replies.DISK_FULL
         if isinstance(fault, GreylistFault):
-            first = self._greylist.setdefault((ctx.mail_from.lower(), ctx.rcpt_to.lower()), now)
+            first = greylist.setdefault((ctx.mail_from.lower(), ctx.rcpt_to.lower()), now)
             return replies.GREYLISTED if now - first < fault.delay else None
         if isinstance(fault, FailFirstFault) and attempt <= fault.attempts:
             return f"{fault.code} {default_text(fault.code)}"
@@ -402,37 +410,43 @@ class ReceivingServer:
         self._on_commit(message_id, self.name, now)
         return replies.OK_QUEUED.format(queue_id=f"{disk}/{message_id}")
 
+    def keep_apart(self, content: bytes, session: ForeignSession) -> str:
+        """The final dot of a foreign session: the reply ``data`` would give, the message counted
+        in ``foreign`` instead of committed to a disk (it never reaches ``on_commit``)."""
+        message_id = message_id_of(content)
+        if message_id is None:
+            return replies.MESSAGE_ID_REQUIRED
+        if not self._stores.has_disk(self.name):
+            return replies.SERVICE_UNAVAILABLE
+        message_id = message_id[:_FOREIGN_ID_MAX]
+        self.foreign.keep(session, message_id)
+        return replies.OK_QUEUED.format(queue_id=f"foreign/{message_id}")
+
 
 class ServerSession:
     """One SMTP session as the server acts it out: one method per step of the dialogue.
 
     Made per connection from a ``ReceivingServer`` and the ``SessionPlan``
-    the engine announced for it; with no plan (a connection nobody
-    announced) the server admits the connection now and makes each
-    envelope decision at the step that needs it (see the module notes).
+    the engine announced for it; with no plan (a foreign connection) the
+    server admits the connection now and makes each envelope decision at
+    the step that needs it (see the module notes), from the foreign
+    ``SessionBook``; ``foreign`` records what the session does, and its
+    mail is kept apart. ``end()`` says the connection is over.
     Each method returns the ``Step`` the server takes; the caller sends it
     (the wire) or reads the outcome from it (the in-memory transport).
     """
 
-    __slots__ = (
-        "_attempts",
-        "_faults",
-        "_helo",
-        "_mail_from",
-        "_recipients",
-        "announced",
-        "peer",
-        "plan",
-        "server",
-    )
+    __slots__ = ("_attempts", "_faults", "_helo", "_mail_from", "_recipients", "announced", "foreign", "plan", "server")
 
     def __init__(self, server: ReceivingServer, plan: SessionPlan | None = None, peer: str = "") -> None:
         self.server = server
-        self.peer = peer
         self.announced = plan is not None
+        self.foreign: ForeignSession | None = None
         if plan is None:
-            admission = server.connect()
+            self.foreign = server.foreign.open(peer, server._now())
+            admission = server.connect(self._book())
             plan, self._faults = admission.plan, admission.faults
+            self.foreign.turned_away = plan.turned_away
         else:
             self._faults = ()
         self.plan = plan
@@ -502,9 +516,12 @@ class ServerSession:
             reply, drop = decided.reply_at(Stage.DOT), decided.drop_after_commit
         recipient = self._recipients[0] if self._recipients else ""
         if reply is None:
-            reply = self.server.data(content, recipient)
+            if self.foreign is None or self.server.watch is not None:  # a watched server stores outside mail
+                reply = self.server.data(content, recipient)
+            else:
+                reply = self.server.keep_apart(content, self.foreign)
         step = Step(Act.DROP, reply) if drop and reply_code(reply) == 250 else Step.say(reply)
-        if not self.announced:
+        if self.foreign is not None:
             self._noted(Stage.DOT, step, message_id=message_id_of(content))
         self.reset()
         return step
@@ -514,20 +531,38 @@ class ServerSession:
         self.reset()
         return _RESET_OK
 
+    def end(self, how: str = "closed") -> None:
+        """The connection is over; a foreign session is recorded as ended *how*."""
+        if self.foreign is not None:
+            self.server.foreign.close(self.foreign, how)
+
     def reset(self) -> None:
         """Forget the envelope of the current transaction (RSET, EHLO, a new MAIL, after the dot)."""
         self._mail_from = ""
         self._recipients = []
 
     # ------------------------------------------------------------- decisions
+    def _fault_reply(self, stage: Stage, rcpt: str = "") -> str | None:
+        if self.announced:
+            return self.plan.reply_at(stage)
+        return self._decide(stage, self._context(stage, rcpt)).reply_at(stage)
+
+    def _book(self) -> SessionBook:
+        """Whose history this session's decisions use: the engine's, or the foreign clients' own.
+
+        On a watched server (a live run) every client shares the engine's, as at a real server.
+        """
+        server = self.server
+        return server.book if self.foreign is None or server.watch is not None else server.foreign.book
+
     def _noted(self, stage: Stage, step: Step, *, rcpt: str = "", message_id: str | None = None) -> Step:
-        """Tell the server's watcher, if any, what a connection nobody announced met; return *step*."""
+        """Tell the server's watcher, if any, what a foreign connection met; return *step*."""
         watch = self.server.watch
-        if watch is not None and not self.announced:
+        if watch is not None and self.foreign is not None:
             watch(
                 SessionNote(
                     server=self.server.name,
-                    peer=self.peer,
+                    peer=self.foreign.peer,
                     stage=stage,
                     step=step,
                     helo=self._helo,
@@ -539,16 +574,12 @@ class ServerSession:
             )
         return step
 
-    def _fault_reply(self, stage: Stage, rcpt: str = "") -> str | None:
-        if self.announced:
-            return self.plan.reply_at(stage)
-        return self._decide(stage, self._context(stage, rcpt)).reply_at(stage)
-
     def _decide(self, stage: Stage, ctx: SessionContext) -> SessionPlan:
+        book = self._book()
         attempt = self._attempts.get(ctx.message_id)
         if attempt is None:  # the first time this session meets the key
-            attempt = self._attempts[ctx.message_id] = self.server.count_attempt(ctx.message_id)
-        return self.server.decide(self._faults, ctx, attempt, (stage,))
+            attempt = self._attempts[ctx.message_id] = self.server.count_attempt(ctx.message_id, book)
+        return self.server.decide(self._faults, ctx, attempt, (stage,), book)
 
     def _context(self, stage: Stage, rcpt: str = "") -> SessionContext:
         """What the client has said by *stage*, as a context for decisions."""

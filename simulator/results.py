@@ -1,15 +1,24 @@
-"""A run's flat records as data, and the one writer and reader of ``messages.csv``.
+"""A run's flat records as data, the one writer and reader of ``messages.csv``, and a folder's status.
 
 ``RunResult`` is what the engine hands back: the ledger rows with their final
 states, the typed events, the DSNs sent, and how the run went. It holds no
 analysis: ``simulator.analysis`` computes every number from it, and
 ``simulator.api`` writes the results folder.
+
+A results folder says in ``summary.json`` whether it holds a ``complete``
+run, a ``partial`` one (interrupted) or one still ``running`` (or killed
+before it could say more); ``require_complete`` is what every reader of a
+folder's verdicts calls first. ``write_atomic`` replaces a file so that no
+reader ever sees it half written.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
+import os
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -24,7 +33,17 @@ from .ledger import MessageRecord
 from .scenario import Scenario
 from .schema.states import STATES
 
-__all__ = ["RunResult", "MESSAGE_COLUMNS", "messages_csv", "write_messages", "read_messages", "write_notifications"]
+__all__ = [
+    "RunResult",
+    "MESSAGE_COLUMNS",
+    "messages_csv",
+    "write_messages",
+    "read_messages",
+    "write_notifications",
+    "write_atomic",
+    "folder_status",
+    "require_complete",
+]
 
 MESSAGE_COLUMNS = (
     "message_id",
@@ -66,6 +85,17 @@ class RunResult:
     notifications: list[Any] = field(default_factory=list)
     policies: dict[str, tuple[str, float | None]] = field(default_factory=dict)
     """Per sender group: its policy's label and when that policy gives up on mail that never gets through."""
+    interrupted_by: str = ""
+    """What stopped the run before the clock's end (``SIGINT``, ``SIGTERM``); empty for a complete run."""
+    stopped_at: float | None = None
+    """The simulated second an interrupted run stopped at."""
+    live: dict[str, Any] | None = None
+    """How a live run was served (``simulator.live``: speed, the wall-clock moment of second 0, ports)."""
+
+    @property
+    def status(self) -> str:
+        """``complete``, or ``partial`` for an interrupted run."""
+        return "partial" if self.interrupted_by else "complete"
 
     @property
     def messages(self) -> int:
@@ -183,3 +213,58 @@ def write_notifications(path: Path, notifications: Iterable[Any]) -> None:
             for line in body.split(b"\n"):
                 fh.write((b">" + line if line.startswith(b"From ") else line) + b"\n")
             fh.write(b"\n")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write *text* to *path* through a temporary file in the same folder and ``os.replace``."""
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def folder_status(folder: Path) -> dict[str, Any]:
+    """``status`` (``complete``, ``partial`` or ``running``), ``interrupted_by`` and ``stopped_at`` of a
+    results folder, from its ``summary.json``; an empty dict when it has none or cannot be read.
+
+    A summary written before folders carried a status counts as ``complete``.
+    """
+    try:
+        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(summary, dict):
+        return {}
+    status = {k: summary[k] for k in ("status", "interrupted_by", "stopped_at") if k in summary}
+    status.setdefault("status", "complete")
+    return status
+
+
+def require_complete(folder: Path, needs: str) -> None:
+    """Refuse (``ScenarioError``) a results *folder* whose run is not complete; *needs* says what wanted it."""
+    status = folder_status(folder)
+    state = status.get("status", "complete")
+    if state == "complete":
+        return
+    if state == "partial":
+        why = (
+            f"holds a partial run (interrupted by {status.get('interrupted_by', '?')} "
+            f"at {status.get('stopped_at', '?')})"
+        )
+    elif state == "running":
+        why = "holds a run that has not finished (still running, or killed before it could finish)"
+    else:
+        why = f"holds a run whose status is {state!r}"
+    raise ScenarioError(
+        [
+            Problem(
+                str(folder / "summary.json"), None, "", f"the folder {why}; {needs} needs a complete run: run it again"
+            )
+        ]
+    )

@@ -4,25 +4,35 @@ A scenario declares the clock, the receiving servers, the incident timeline,
 the sending MTAs with their retry policies and traffic, and optional named
 windows of submission time for reports. Models are frozen and reject unknown
 keys, so a typo is an error. Cross-field rules (timeline order, server names)
-live in ``check_semantics``; both kinds of error are reported with file and
-line by ``simulator.loader``.
+live in ``simulator.schema.semantics``; both kinds of error are reported with
+file and line by ``simulator.loader``.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from .durations import Duration
 from .faults import FaultSpec
 from .policies import PolicySpec
-from .schema.thresholds import ThresholdList, threshold_problems
+from .schema.thresholds import ThresholdList
 
 __all__ = [
     "Scenario",
@@ -36,7 +46,6 @@ __all__ = [
     "RelaySpec",
     "DeliverySpec",
     "SourceSpec",
-    "check_semantics",
 ]
 
 DOWN_MODES = ("refuse", "blackhole", "unreachable", "tempfail")
@@ -46,23 +55,29 @@ no greeting (charged the sender's greeting timeout); unreachable (charged the se
 connect timeout); or a 421 greeting and close."""
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+NAME_MAX = 64
+"""Names become folder and file names (``results/NAME``): at most this many characters."""
+MAX_CLOCK_DAYS = 366
+"""The longest clock a scenario may have (an incident and its aftermath, not an era)."""
 
 
 def _timestamp(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value
-    if isinstance(value, date):
+        when = value
+    elif isinstance(value, date):
         return datetime.combine(value, time())
-    if isinstance(value, str):
+    elif isinstance(value, str):
         try:
-            return datetime.fromisoformat(value.strip())
+            when = datetime.fromisoformat(value.strip())
         except ValueError:
             raise PydanticCustomError(
                 "timestamp", "expected a timestamp such as 2011-10-26 10:38, got {value}", {"value": repr(value)}
             ) from None
-    raise PydanticCustomError(
-        "timestamp", "expected a timestamp such as 2011-10-26 10:38, got {value}", {"value": repr(value)}
-    )
+    else:
+        raise PydanticCustomError(
+            "timestamp", "expected a timestamp such as 2011-10-26 10:38, got {value}", {"value": repr(value)}
+        )
+    return when
 
 
 Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
@@ -70,8 +85,15 @@ Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
 
 def _name(value: Any) -> Any:
     if not isinstance(value, str) or not _NAME.match(value):
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
         raise PydanticCustomError(
-            "name", "names use lowercase letters, digits, '.', '_' and '-', got {value}", {"value": repr(value)}
+            "name", "names use lowercase letters, digits, '.', '_' and '-', got {value}", {"value": shown}
+        )
+    if len(value) > NAME_MAX:
+        raise PydanticCustomError(
+            "name",
+            "a name is at most {limit} characters (it names files and folders), got {n}",
+            {"limit": NAME_MAX, "n": len(value)},
         )
     return value
 
@@ -84,6 +106,10 @@ def _rate(value: Any) -> Any:
     if isinstance(value, bool):
         raise PydanticCustomError("rate", "expected a rate such as 12/h or 300/d, got {value}", {"value": repr(value)})
     if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise PydanticCustomError(
+                "rate", "a rate is a finite number of messages, e.g. 12/h, got {value}", {"value": repr(value)}
+            )
         return float(value)
     if isinstance(value, str):
         match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*/\s*([smhd])\s*", value)
@@ -126,7 +152,7 @@ class ServerSpec(_Model):
     domains: list[str] = Field(min_length=1)
     hostname: str | None = None
     initially: Literal["up", "refuse", "blackhole", "unreachable", "tempfail"] = "up"
-    preference: int = Field(10, ge=0, le=65535, description="MX preference: lower is tried first")
+    preference: StrictInt = Field(10, ge=0, le=65535, description="MX preference: lower is tried first")
     relay: RelaySpec | None = None
     delivery: DeliverySpec | None = None
 
@@ -290,11 +316,20 @@ class TrafficSpec(_Model):
             )
         if self.rate is not None and self.rate <= 0:
             raise PydanticCustomError("traffic", "rate must be greater than 0, e.g. 12/h")
+        if self.rate is not None and self.rate > 3600:
+            raise PydanticCustomError(
+                "traffic",
+                "an MTA submits at most one message a second (3600/h), got {rate}/h; "
+                "for more traffic, raise the group's count",
+                {"rate": f"{self.rate:g}"},
+            )
         if isinstance(self.profile, list):
             if len(self.profile) != 24:
                 raise PydanticCustomError(
                     "profile", "profile needs 24 hourly weights, got {n}", {"n": len(self.profile)}
                 )
+            if not all(math.isfinite(w) for w in self.profile):
+                raise PydanticCustomError("profile", "profile weights must be finite numbers, e.g. 0.5")
             if any(w < 0 for w in self.profile) or not any(self.profile):
                 raise PydanticCustomError("profile", "profile weights must be >= 0 and not all 0")
         return self
@@ -304,7 +339,7 @@ class SenderSpec(_Model):
     """A group of identical sending MTAs sharing a retry policy and a traffic pattern."""
 
     name: Name
-    count: int = Field(1, ge=1, le=10000)
+    count: StrictInt = Field(1, ge=1, le=10000)
     policy: PolicySpec
     traffic: TrafficSpec
 
@@ -322,7 +357,7 @@ class WindowSpec(_Model):
 class EngineSpec(_Model):
     """Knobs of the replay engine that do not change results."""
 
-    concurrency: int = Field(64, ge=1, le=1024)
+    concurrency: StrictInt = Field(64, ge=1, le=1024)
     wire_timeout: Duration = Field(0.05, description="real seconds a client waits for a greeting that never comes")
 
     @field_validator("wire_timeout")
@@ -348,7 +383,7 @@ class Scenario(_Model):
 
     name: Name
     description: str = ""
-    seed: int = 0
+    seed: StrictInt = Field(0, ge=0, le=2**63 - 1)
     clock: Clock
     servers: list[ServerSpec] = Field(min_length=1)
     timeline: list[TimelineEvent] = Field(default_factory=list)
@@ -359,239 +394,18 @@ class Scenario(_Model):
     sources: list[SourceSpec] = Field(default_factory=list)
 
     _source: Path | None = PrivateAttr(None)
+    _validated: int = PrivateAttr(0)
 
     @property
     def source(self) -> Path | None:
         """The file this scenario was loaded from, if any (relative CSV paths start there)."""
         return self._source
 
+    def mark_validated(self) -> None:
+        """The loader checked this very object (a copy made from it is checked again)."""
+        self._validated = id(self)
 
-def _traffic_window(clock: Clock, t: TrafficSpec, loc: tuple[Any, ...]) -> list[tuple[tuple[Any, ...], str]]:
-    """A group's traffic must fall inside the clock: a group that sends nothing is a mistake, not a result."""
-    errors: list[tuple[tuple[Any, ...], str]] = []
-    if t.rate is None:
-        for key in ("start", "until", "profile"):
-            if key in t.model_fields_set:
-                source = "csv" if t.csv is not None else "at"
-                errors.append(
-                    ((*loc, key), f"{key} only shapes rate traffic; {source} lists its own times, so remove {key}")
-                )
-        return errors
-    nothing = False
-    if t.until is not None and t.until <= clock.start:
-        nothing = True
-        errors.append(
-            (
-                (*loc, "until"),
-                f"the traffic ends ({t.until}) before the clock starts ({clock.start}), so this group "
-                f"sends nothing; set until after {clock.start} or remove it",
-            )
-        )
-    if t.start is not None and t.start >= clock.end:
-        nothing = True
-        errors.append(
-            (
-                (*loc, "start"),
-                f"the traffic starts ({t.start}) after the clock ends ({clock.end}), so this group "
-                f"sends nothing; set start before {clock.end} or remove it",
-            )
-        )
-    if nothing:
-        return errors
-    if t.start is not None and t.until is not None and t.until <= t.start:
-        errors.append(
-            ((*loc, "until"), f"the traffic ends ({t.until}) before it starts ({t.start}); until must be after start")
-        )
-        return errors
-    if t.start is not None and t.start < clock.start:
-        errors.append(
-            (
-                (*loc, "start"),
-                f"{t.start} is before the clock starts ({clock.start}); set start to {clock.start} "
-                "or later, or remove it to send from the start",
-            )
-        )
-    if t.until is not None and t.until > clock.end:
-        errors.append(
-            (
-                (*loc, "until"),
-                f"{t.until} is after the clock's end ({clock.end}); set until to {clock.end} "
-                "or earlier, or remove it to send until the end",
-            )
-        )
-    return errors
-
-
-def check_semantics(s: Scenario) -> list[tuple[tuple[Any, ...], str]]:
-    """Cross-field rules; returns ``(location, message)`` pairs (empty when all is well)."""
-    errors: list[tuple[tuple[Any, ...], str]] = []
-    if s.clock.end <= s.clock.start:
-        errors.append((("clock", "end"), f"end ({s.clock.end}) must be after start ({s.clock.start})"))
-    names: dict[str, int] = {}
-    domains: dict[str, list[ServerSpec]] = {}
-    for i, server in enumerate(s.servers):
-        if server.name in names:
-            errors.append((("servers", i, "name"), f"server name {server.name!r} is used twice"))
-        names[server.name] = i
-        for domain in server.domains:
-            domains.setdefault(domain, []).append(server)
-    for i, server in enumerate(s.servers):
-        if server.relay is not None and server.delivery is not None:
-            errors.append(
-                (
-                    ("servers", i, "delivery"),
-                    f"{server.name} is a backup MX: it forwards mail and delivers to no "
-                    "mailbox, so delivery does not apply; remove it or the relay",
-                )
-            )
-        if server.relay is not None:
-            better = [
-                o for d in server.domains for o in domains[d] if o.preference < server.preference and o.relay is None
-            ]
-            if not better:
-                errors.append(
-                    (
-                        ("servers", i, "relay"),
-                        f"{server.name} relays to more preferred MX hosts of its domains, "
-                        f"but none has a lower preference than {server.preference}; add one or raise this preference",
-                    )
-                )
-    # Per-server disk state, to reject impossible timelines up front.
-    disk_ok = dict.fromkeys(names, True)  # the server has a working disk
-    failed_disk = dict.fromkeys(names, False)  # a failed disk waits to be recovered or given up
-    good_backups: dict[str, list[datetime]] = {name: [] for name in names}
-    previous: datetime | None = None
-    for i, ev in enumerate(s.timeline):
-        if previous is not None and ev.at < previous:
-            errors.append(
-                (
-                    (("timeline", i, "at")),
-                    f"{ev.at} is earlier than the entry before it ({previous}); keep the timeline in time order",
-                )
-            )
-        previous = max(previous, ev.at) if previous else ev.at
-        if not (s.clock.start <= ev.at <= s.clock.end):
-            errors.append((("timeline", i, "at"), f"{ev.at} is outside the clock ({s.clock.start} to {s.clock.end})"))
-        if isinstance(ev, DnsEvent):
-            if ev.domain not in domains:
-                errors.append(
-                    (("timeline", i, "domain"), f"no server serves {ev.domain!r}; served domains: {', '.join(domains)}")
-                )
-            for j, mx in enumerate(ev.mx):
-                if mx not in names:
-                    errors.append(
-                        (("timeline", i, "mx", j), f"no server named {mx!r}; servers are: {', '.join(names)}")
-                    )
-            continue
-        if ev.server not in names:
-            errors.append(
-                (("timeline", i, "server"), f"no server named {ev.server!r}; servers are: {', '.join(names)}")
-            )
-            continue
-        name = ev.server
-        if (
-            isinstance(ev, FaultEvent)
-            and ev.fault.kind == "delivery-queue"
-            and s.servers[names[name]].relay is not None
-        ):
-            errors.append(
-                (
-                    ("timeline", i, "fault", "kind"),
-                    f"{name} is a backup MX: it delivers to no mailbox, so a "
-                    "delivery-queue fault does not apply; put it on the server that holds the mailboxes",
-                )
-            )
-        until = getattr(ev, "until", None)
-        if until is not None and until <= ev.at:
-            errors.append(
-                (
-                    ("timeline", i, "until"),
-                    f"the window ends ({until}) before it starts ({ev.at}); until must be after at",
-                )
-            )
-        elif until is not None and until > s.clock.end:
-            errors.append((("timeline", i, "until"), f"{until} is after the clock's end ({s.clock.end})"))
-        if isinstance(ev, CrashEvent):
-            disk_ok[name] = False
-            failed_disk[name] = True
-        elif isinstance(ev, (RecoverDiskEvent, DiskLostEvent)):
-            if not failed_disk[name] and isinstance(ev, DiskLostEvent):
-                errors.append(
-                    (("timeline", i, "event"), f"{name} has no failed disk to lose at {ev.at}; add a crash before it")
-                )
-            failed_disk[name] = False
-            if isinstance(ev, RecoverDiskEvent):
-                disk_ok[name] = True
-        elif isinstance(ev, RestoreEvent):
-            source = ev.from_server or name
-            if source not in names:
-                errors.append(
-                    (("timeline", i, "from_server"), f"no server named {source!r}; servers are: {', '.join(names)}")
-                )
-                continue
-            usable = [b for b in good_backups[source] if ev.backup == "latest" or b == ev.backup]
-            if not usable:
-                what = "no successful backup" if ev.backup == "latest" else f"no successful backup at {ev.backup}"
-                errors.append(
-                    (("timeline", i, "backup"), f"{source} has {what} before {ev.at}; add a backup event with ok: true")
-                )
-            disk_ok[name] = True
-        elif isinstance(ev, BackupsEvent) and ev.ok:
-            if not disk_ok[name]:
-                errors.append(
-                    (
-                        ("timeline", i, "ok"),
-                        f"{name}'s disk has failed at {ev.at}; backups of it cannot succeed (use ok: false)",
-                    )
-                )
-            else:
-                good_backups[name].append(ev.at)
-        elif isinstance(ev, BackupEvent) and ev.ok:
-            if not disk_ok[name]:
-                errors.append(
-                    (
-                        ("timeline", i, "ok"),
-                        f"{name}'s disk has failed at {ev.at}; a backup of it cannot succeed (use ok: false)",
-                    )
-                )
-            else:
-                good_backups[name].append(ev.at)
-        elif isinstance(ev, UpEvent) and not disk_ok[name]:
-            errors.append(
-                (
-                    ("timeline", i, "event"),
-                    f"{name} has no working disk at {ev.at}; add a recover-disk or restore event first",
-                )
-            )
-    for i, sender in enumerate(s.senders):
-        t = sender.traffic
-        if t.to is not None and t.to not in domains:
-            errors.append(
-                (
-                    ("senders", i, "traffic", "to"),
-                    f"no server accepts mail for {t.to!r}; served domains: {', '.join(domains)}",
-                )
-            )
-        if t.to is None and len(domains) > 1:
-            errors.append(
-                (
-                    ("senders", i, "traffic"),
-                    f"several domains are served ({', '.join(domains)}); say which one with to:",
-                )
-            )
-        for j, when in enumerate(t.at or []):
-            if not (s.clock.start <= when <= s.clock.end):
-                errors.append(
-                    (
-                        ("senders", i, "traffic", "at", j),
-                        f"{when} is outside the clock ({s.clock.start} to {s.clock.end})",
-                    )
-                )
-        errors.extend(_traffic_window(s.clock, t, ("senders", i, "traffic")))
-    for i, w in enumerate(s.windows):
-        lo = s.clock.start if w.start == "start" else w.start
-        hi = s.clock.end if w.end == "end" else w.end
-        if hi <= lo:
-            errors.append((("windows", i, "to"), f"window {w.label!r} ends ({hi}) before it starts ({lo})"))
-    errors.extend(threshold_problems(s))
-    return errors
+    @property
+    def validated(self) -> bool:
+        """Whether ``mark_validated`` was called on this object."""
+        return self._validated == id(self)

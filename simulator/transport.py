@@ -19,7 +19,7 @@ import aiosmtplib
 
 from .faults import SessionPlan
 from .policies import Failure, FailureKind, Stage
-from .receiver import Act, ReceivingServer, Step
+from .receiver import Act, ReceivingServer, ServerSession, Step
 from .replies import reply_code
 
 if TYPE_CHECKING:
@@ -240,7 +240,8 @@ def _as_seen(stage: Stage, step: Step, server: str) -> Outcome | None:
 class MemoryTransport:
     """No sockets: the server's own ``ServerSession`` for each attempt, stepped through directly.
 
-    An attempt without a plan is a connection nobody announced, as on the wire.
+    An attempt without a plan is a connection nobody announced, as on the
+    wire: a foreign session, decided from its own history, its mail kept apart.
     """
 
     def __init__(self, servers: dict[str, ReceivingServer]) -> None:
@@ -249,10 +250,16 @@ class MemoryTransport:
     async def attempt(self, attempt: Attempt) -> Outcome:
         """Walk the dialogue as a client on the wire would, translating each ``Step``."""
         server = self._servers[attempt.server]
-        name = server.name
         if not server.listening:
-            return Outcome.failed(FailureKind.REFUSED, Stage.CONNECT, name, text=REFUSED_TEXT)
-        session = server.session(attempt.plan)
+            return Outcome.failed(FailureKind.REFUSED, Stage.CONNECT, server.name, text=REFUSED_TEXT)
+        session = server.session(attempt.plan, peer="memory")
+        try:
+            return self._dialogue(session, attempt, server.name)
+        finally:
+            session.end()
+
+    @staticmethod
+    def _dialogue(session: ServerSession, attempt: Attempt, name: str) -> Outcome:
         if (failed := _as_seen(Stage.GREETING, session.greeting(), name)) is not None:
             return failed
         if (failed := _as_seen(Stage.EHLO, session.ehlo(attempt.helo), name)) is not None:

@@ -10,9 +10,16 @@ per connection (``simulator.receiver``): this module only puts its steps on
 the socket. When the engine submits an attempt, the server makes a
 ``SessionPlan`` and the client hands it over under its own (already bound)
 port; the session found by that port acts it out. A connection nobody
-announced (a real MTA, a test client) is decided by the server as it goes:
-admitted or turned away under capacity limits when it connects, greylisted
-or refused when its envelope arrives.
+announced (a real MTA, a test client, a hostile local process) is foreign:
+the server decides it as it goes (admitted or turned away under capacity
+limits when it connects, greylisted or refused when its envelope arrives)
+from a history of its own, keeps the mail it accepts apart from the run's
+mail stores, and records the session (``simulator.server.foreign``).
+
+aiosmtpd logs what clients send (unknown commands at WARNING level) to the
+``mail.log`` logger; a server that starts while that logger is unconfigured
+sets it to ERROR, so a client's bytes never reach the run's stderr while
+real errors still do.
 
 Loopback cannot drop a TCP handshake, so an *unreachable* host is a silent
 listener on the wire too; the engine charges the sender's connect timeout
@@ -22,6 +29,7 @@ for it instead of the greeting timeout.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import socket
 from typing import AnyStr
@@ -38,6 +46,7 @@ __all__ = ["WireServer", "ServerHandler", "LOOPBACK"]
 LOOPBACK = "127.0.0.1"
 _BACKLOG = 1024
 _STALL_SECONDS = 30.0  # a stalled server waits this long at most; the client hangs up long before
+_AIOSMTPD_LOG = "mail.log"
 
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _PLAIN_PATH = re.compile(rf"<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>")
@@ -60,6 +69,9 @@ class _Session(SMTP):
     dialogue: ServerSession | None = None
     hung_up = False  #: the server hung up on purpose: nothing more goes out
     stalled = False  #: the server went silent; the client has gone or will go
+    received = 0  #: bytes the client sent
+    plan: SessionPlan | None = None
+    peer = ""
 
     def __init__(self, owner: WireServer, handler: ServerHandler) -> None:
         super().__init__(
@@ -71,12 +83,42 @@ class _Session(SMTP):
         )
         self.owner = owner
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # The announced plan is taken before aiosmtpd starts the session (and reads anything).
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peer = f"{peer[0]}:{peer[1]}"
+            self.plan = self.owner.take_plan(peer[1])
+        super().connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.received += len(data)
+        super().data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.end("closed")
+
+    def end(self, how: str) -> None:
+        """The connection is over: a foreign session is recorded with what it sent."""
+        dialogue = self.dialogue
+        if dialogue is not None and dialogue.foreign is not None:
+            dialogue.foreign.received = self.received
+            dialogue.end(how)
+
+    async def handle_exception(self, error: Exception) -> str:
+        # What a foreign client's input makes go wrong is recorded with its session; it
+        # cannot abort the run. In the engine's own sessions it is a bug: the run aborts.
+        foreign = self.dialogue.foreign if self.dialogue is not None else None
+        if foreign is None:
+            return str(await super().handle_exception(error))
+        foreign.error = f"{type(error).__name__}: {error}"[:200]
+        return replies.INTERNAL_ERROR
+
     async def _handle_client(self) -> None:
         logic = self.owner.logic
         try:
-            peer = self.transport.get_extra_info("peername") if self.transport is not None else None
-            plan = self.owner.take_plan(peer[1] if peer else 0)
-            self.dialogue = logic.session(plan, f"{peer[0]}:{peer[1]}" if peer else "")
+            self.dialogue = logic.session(self.plan, peer=self.peer)
             step = self.dialogue.greeting()
         except Exception as error:  # a bug in the server logic: recorded, the engine aborts the run
             logic.errors.append(error)
@@ -263,6 +305,7 @@ class WireServer:
 
     async def start(self) -> None:
         """Bind a port (always, so it is known), then follow the mode."""
+        quiet_aiosmtpd()
         await self._listen()
         await self.reconcile()
 
@@ -285,9 +328,10 @@ class WireServer:
             self._hold_port()
 
     async def stop(self) -> None:
-        """Close the listener and every session, and wait for it."""
+        """Close the listener and every session (foreign ones still open are recorded so), and wait for it."""
         for session in list(self._sessions):
             if session.transport is not None:
+                session.end("closed" if session.transport.is_closing() else "open at the end of the run")
                 session.transport.close()
         self._sessions.clear()
         self._plans.clear()
@@ -298,3 +342,14 @@ class WireServer:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+
+
+def quiet_aiosmtpd() -> None:
+    """Keep aiosmtpd's per-command logging (clients' raw bytes) off stderr; errors still show.
+
+    Only an unconfigured ``mail.log`` logger is changed: an application that
+    set its level keeps it.
+    """
+    logger = logging.getLogger(_AIOSMTPD_LOG)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.ERROR)

@@ -19,6 +19,7 @@ from typing import Any
 import aiosmtplib
 import pytest
 
+from simulator.engine import Interrupt
 from simulator.events import Event, OutsideEvent, read_events
 from simulator.live import OUTSIDE, serve_scenario
 
@@ -167,15 +168,15 @@ async def test_an_outside_mta_meets_the_timeline_and_its_mail_is_recorded(tmp_pa
 @pytest.mark.asyncio
 async def test_stopping_writes_what_was_received_marked_partial(tmp_path: Path) -> None:
     cues = Cues()
-    stop = asyncio.Event()
+    interrupt, stop = Interrupt(), asyncio.Event()
     scenario = _scenario(timeline=TIMELINE[:3])
     run = asyncio.create_task(
         serve_scenario(
             scenario,
             speed=300,
             out=tmp_path,
+            interrupt=interrupt,
             stop=stop,
-            stopped_by=lambda: "SIGINT",
             on_ready=cues.on_ready,
             on_event=cues.on_event,
             report=False,
@@ -184,6 +185,7 @@ async def test_stopping_writes_what_was_received_marked_partial(tmp_path: Path) 
     await cues.wait("server:up")  # 10:20, four real seconds in; the clock ends eight seconds later
     assert cues.address is not None
     reply = await _send(cues.address, "kept@probe.example")
+    interrupt.request("SIGINT")
     stop.set()
     live = await asyncio.wait_for(run, BOUND)
     assert reply.startswith("2.0.0")
@@ -191,6 +193,7 @@ async def test_stopping_writes_what_was_received_marked_partial(tmp_path: Path) 
     assert summary["status"] == "partial" and summary["interrupted_by"] == "SIGINT"
     assert live.stopped_at is not None and 1200 <= live.stopped_at < 3600
     assert summary["stopped_at"] == live.run.clock.iso(live.stopped_at)
+    assert not (tmp_path / "report.html").exists()  # the report is drawn from a complete run only
     # The simulated senders were off: only the outside message, delivered.
     rows = _rows(tmp_path / "messages.csv")
     assert [(r["message_id"], r["final_state"]) for r in rows] == [("kept@probe.example", "delivered")]
@@ -253,3 +256,12 @@ def test_a_port_in_use_is_bad_input(tmp_path: Path) -> None:
         _, stderr = proc.communicate(timeout=BOUND)
     assert proc.returncode == 2
     assert stderr.strip() == f"--port-base: 127.0.0.1:{port} (for mx) is in use; choose another port base"
+
+
+def test_ports_out_of_range_are_bad_input() -> None:
+    from simulator.errors import ScenarioError
+    from simulator.live import check_ports
+
+    with pytest.raises(ScenarioError) as found:
+        check_ports(_scenario(), 65536)
+    assert str(found.value) == "--port-base: ports 65536-65536 are out of range; choose 1024 to 65535"

@@ -1,10 +1,12 @@
 """The server decides its own sessions: one interpreter for the wire and the memory transport.
 
 Clients here connect with aiosmtplib directly, as a real MTA would: nobody
-announces their sessions, yet they meet the same capacity limits,
-greylisting and reply faults as the engine's. The table at the end checks
-that the in-memory transport and the wire give the same ``Outcome`` for the
-same plan, for every fault kind.
+announces their sessions, yet they meet the same kinds of capacity limits,
+greylisting and reply faults as the engine's, from a history of their own
+(a foreign client never changes what the engine's sessions meet), and the
+mail they get a 250 for is kept apart from the mail stores. The table at the
+end checks that the in-memory transport and the wire give the same
+``Outcome`` for the same plan, for every fault kind.
 """
 
 from __future__ import annotations
@@ -91,7 +93,6 @@ def fault(**spec: Any) -> FaultSpec:
 
 
 def message(message_id: str) -> bytes:
-    """A message from a client of its own domain: the server keys it by the whole Message-ID."""
     return f"From: <{SENDER}>\r\nMessage-ID: <{message_id}@client.example>\r\nSubject: t\r\n\r\nhello\r\n".encode()
 
 
@@ -124,14 +125,17 @@ async def test_unannounced_client_is_turned_away_beyond_the_capacity_limit(mx: S
         with pytest.raises(aiosmtplib.SMTPConnectResponseError) as busy:
             await third.connect()
         assert reply_of(busy.value) == replies.TOO_BUSY
-        assert mx.logic.turned_away == 1
+        assert mx.logic.foreign.book.turned_away == 1
+        # The foreign clients filled their own limit, not the engine's.
+        assert not mx.logic.plan(SessionContext("m9", SENDER, RCPT)).turned_away
     mx.clock.now = 60.0  # the two admitted sessions' simulated time is over
     async with raw_client(mx) as later:
         await later.connect()
         refused, _ = await later.sendmail(SENDER, [RCPT], message("m1"))
         assert refused == {}
-    assert mx.logic.turned_away == 1
-    assert mx.commits == ["m1@client.example"]
+    assert (mx.logic.foreign.book.turned_away, mx.logic.turned_away) == (1, 0)
+    assert mx.commits == []  # kept apart: nothing reached the mail store
+    assert mx.logic.foreign.messages == 1
 
 
 @pytest.mark.wire
@@ -145,15 +149,16 @@ async def test_unannounced_client_is_greylisted_then_accepted_after_the_delay(mx
         with pytest.raises(aiosmtplib.SMTPRecipientRefused) as greylisted:
             await client.rcpt(RCPT)
         assert reply_of(greylisted.value) == replies.GREYLISTED
-    # The engine's plan for the same pair meets the same greylist record.
-    mx.clock.now = 299.0
-    assert mx.logic.plan(SessionContext("m9", SENDER, RCPT)).reply_at(Stage.RCPT) == replies.GREYLISTED
     mx.clock.now = 300.0
     async with raw_client(mx) as client:
         await client.connect()
         refused, _ = await client.sendmail(SENDER, [RCPT], message("m1"))
         assert refused == {}
-    assert mx.commits == ["m1@client.example"]
+    assert mx.commits == [] and mx.logic.foreign.messages == 1
+    # The engine's sessions have their own greylist record: the pair is new to them at 300.
+    assert mx.logic.plan(SessionContext("m9", SENDER, RCPT)).reply_at(Stage.RCPT) == replies.GREYLISTED
+    mx.clock.now = 600.0
+    assert mx.logic.plan(SessionContext("m9", SENDER, RCPT)).reply_at(Stage.RCPT) is None
 
 
 @pytest.mark.wire
@@ -172,7 +177,7 @@ async def test_unannounced_client_meets_a_reply_fault_for_listed_recipients_only
             await client.rcpt(listed)
         assert (refused.value.code, refused.value.message) == (550, "5.1.1 No such user")
         assert (await client.data(message("m1"))).code == 250
-    assert mx.commits == ["m1@client.example"]
+    assert mx.commits == [] and mx.logic.foreign.messages == 1
 
 
 @pytest.mark.asyncio
@@ -322,7 +327,10 @@ async def test_memory_and_wire_give_the_same_outcome_to_a_client_nobody_announce
     wire = await SmtpTransport(servers={"mx": mx.wire}).attempt(attempt(address=mx.wire.address))
     assert memory == wire
     assert summary(wire) == case.expect
-    assert in_memory.logic.turned_away == mx.logic.turned_away
+    assert in_memory.logic.foreign.book.turned_away == mx.logic.foreign.book.turned_away
+    kept = case.expect[:2] in (("accepted", "dot"), ("dropped", "dot"))  # a drop comes after the commit
+    assert in_memory.logic.foreign.messages == mx.logic.foreign.messages == kept
+    assert in_memory.commits == mx.commits == []
 
 
 def test_steps_of_a_plan_that_drops_after_the_commit() -> None:
@@ -334,4 +342,4 @@ def test_steps_of_a_plan_that_drops_after_the_commit() -> None:
     assert (session.rcpt(RCPT).code, session.data().code) == (250, 354)
     step = session.dot(message("m1"))
     assert step.act is Act.DROP and step.code is None and step.reply.startswith("250 ")
-    assert server.commits == ["m1@client.example"]
+    assert server.commits == ["m1@client.example"]  # a Message-ID of its own domain is kept whole

@@ -10,7 +10,7 @@ import pytest_asyncio
 
 from simulator.faults import SessionPlan
 from simulator.policies import FailureKind, Stage
-from simulator.receiver import Mode, ReceivingServer
+from simulator.receiver import Mode, ReceivingServer, SessionContext
 from simulator.store import MailStores
 from simulator.transport import Attempt, SmtpTransport
 from simulator.wire import WireServer
@@ -52,11 +52,25 @@ def attempt_to(server: WireServer, rcpt: str = "user1@atnex.example", message_id
 
 
 async def test_up_accepts_and_stores_the_message(served):
-    _logic, server, stores, commits = served
-    outcome = await SmtpTransport().attempt(attempt_to(server))
+    logic, server, stores, commits = served
+    plan = logic.plan(SessionContext("m1", "sender@client.example", "user1@atnex.example"))
+    announced = dataclasses.replace(attempt_to(server), plan=plan)
+    outcome = await SmtpTransport(servers={"mx": server}).attempt(announced)
     assert outcome.accepted and outcome.reply.startswith("250")
     assert commits == ["m1"]
     assert stores.holdings()["m1"].state == "delivered"
+
+
+async def test_a_session_nobody_announced_is_answered_alike_but_its_mail_is_kept_apart(served):
+    logic, server, stores, commits = served
+    outcome = await SmtpTransport().attempt(attempt_to(server))
+    assert outcome.accepted and outcome.reply == "250 2.0.0 Ok: queued as foreign/m1"
+    assert commits == [] and stores.holdings() == {}
+    await server.stop()  # the client has quit; stopping waits for the server's side to close
+    (session,) = logic.foreign.take_ended()
+    assert (session.number, session.messages, session.message_ids) == (1, 1, ["m1"])
+    assert session.ended == "closed"  # the client quit
+    assert session.peer.startswith("127.0.0.1:") and session.received > 0
 
 
 async def test_refuse_closes_the_listener_and_up_listens_again_on_the_same_port(served):

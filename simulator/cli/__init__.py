@@ -3,14 +3,20 @@
 Tables go to stdout, progress and errors to stderr (progress only on a
 terminal). ``exit_code()`` is the one place that maps outcomes to codes:
 0 ok, 1 run error, 2 bad input, 99 threshold breached (or a golden summary
-that differs: a regression, like a breached threshold).
+that differs: a regression, like a breached threshold), 130 and 143 for a
+run stopped by SIGINT or SIGTERM (its folder marked partial).
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -19,18 +25,31 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ..analysis import Analysis
-from ..api import Run, run_scenario
+from ..api import Interrupt, Run, run_scenario
+from ..clock import SimClock
 from ..errors import OutageError, Problem, RunError, ScenarioError
 from ..golden import comparable, differences, load_golden, write_golden
 from ..junit import write_junit
 from ..loader import load_scenario
 from ..regression import check_scenario
+from ..scenario import Scenario
 from ..schema.states import STATES
 from ..thresholds import format_outcomes
 
-__all__ = ["app", "main", "exit_code", "EXIT_OK", "EXIT_RUN_ERROR", "EXIT_BAD_INPUT", "EXIT_THRESHOLD"]
+__all__ = [
+    "app",
+    "main",
+    "exit_code",
+    "EXIT_OK",
+    "EXIT_RUN_ERROR",
+    "EXIT_BAD_INPUT",
+    "EXIT_THRESHOLD",
+    "EXIT_SIGINT",
+    "EXIT_SIGTERM",
+]
 
 EXIT_OK, EXIT_RUN_ERROR, EXIT_BAD_INPUT, EXIT_THRESHOLD = 0, 1, 2, 99
+EXIT_SIGINT, EXIT_SIGTERM = 128 + signal.SIGINT, 128 + signal.SIGTERM  # 130, 143: the shell's convention
 
 app = typer.Typer(
     name="smtp-outage",
@@ -76,13 +95,44 @@ from ..policies_cli import policies_app  # noqa: E402  (a sub-app; mounted below
 app.add_typer(policies_app, name="policies")
 
 
-def exit_code(error: BaseException | None = None, *, thresholds_failed: bool = False) -> int:
+def exit_code(error: BaseException | None = None, *, thresholds_failed: bool = False, interrupted_by: str = "") -> int:
     """Map a run's outcome to the process exit code."""
     if isinstance(error, ScenarioError):
         return EXIT_BAD_INPUT
     if isinstance(error, (RunError, OutageError)) or error is not None:
         return EXIT_RUN_ERROR
+    if interrupted_by:
+        return EXIT_SIGTERM if interrupted_by == "SIGTERM" else EXIT_SIGINT
     return EXIT_THRESHOLD if thresholds_failed else EXIT_OK
+
+
+@contextmanager
+def stop_on_signals(interrupt: Interrupt) -> Iterator[None]:
+    """While inside: SIGINT and SIGTERM ask the run to stop at the current simulated instant.
+
+    After the first, the usual handlers are back, so a second signal stops
+    the process at once (its folder then still says ``running``).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.getsignal(sig) for sig in signals}
+
+    def restore() -> None:
+        for sig in signals:
+            signal.signal(sig, previous[sig])
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        interrupt.request(signal.Signals(signum).name)
+        restore()
+
+    for sig in signals:
+        signal.signal(sig, handle)
+    try:
+        yield
+    finally:
+        restore()
 
 
 def _fail(error: OutageError) -> typer.Exit:
@@ -130,6 +180,15 @@ def render(run: Run, console: Console) -> None:
         )
     )
     _delay_and_recovery_tables(a, console)
+    outside = {name: f for name, f in a.foreign.items() if f["sessions"]}
+    if outside:
+        where = ", ".join(
+            f"{f['sessions']} at {name} ({f['messages']} message(s) kept apart)" for name, f in outside.items()
+        )
+        console.print(
+            f"Foreign sessions (connections the run did not open): {where}; they change no row of the ledger.",
+            highlight=False,
+        )
     stranded = a.counts["stranded"]
     if stranded:
         console.print(
@@ -218,36 +277,22 @@ def run(
     except ScenarioError as exc:
         raise _fail(exc) from None
     target = out_dir or Path("results") / loaded.name
-    show_progress = err.is_terminal
+    interrupt = Interrupt()
     try:
-        if show_progress:
-            with Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                TextColumn("{task.fields[now]}"),
-                TimeElapsedColumn(),
-                console=err,
-                transient=True,
-            ) as bar:
-                task = bar.add_task(f"replaying {loaded.name}", total=1.0, now="")
-                clock_iso = None
-
-                def progress(now: float, end: float) -> None:
-                    nonlocal clock_iso
-                    from ..clock import SimClock
-
-                    clock_iso = clock_iso or SimClock(loaded.clock)
-                    bar.update(task, completed=now / end if end else 1.0, now=clock_iso.iso(now))
-
-                result = run_scenario(
-                    loaded, seed=seed, out=target, transport="memory" if memory else "wire", progress=progress
-                )
-        else:
-            result = run_scenario(loaded, seed=seed, out=target, transport="memory" if memory else "wire")
+        with stop_on_signals(interrupt):
+            result = _replay(loaded, seed, target, "memory" if memory else "wire", interrupt)
     except OutageError as exc:
         raise _fail(exc) from None
+    if result.interrupted_by:
+        err.print(
+            f"interrupted by {result.interrupted_by} at {result.clock.iso(result.stopped_at)} (simulated): "
+            f"partial results in {target} (summary.json status: partial)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(exit_code(interrupted_by=result.interrupted_by))
     if as_json:
-        sys.stdout.write(json.dumps({**result.summary(), "status": "complete"}, indent=2) + "\n")
+        sys.stdout.write(json.dumps(result.summary(), indent=2) + "\n")
     else:
         render(result, out)
     err.print(
@@ -280,6 +325,27 @@ def run(
     code = exit_code(thresholds_failed=mismatch or any(not o.ok for o in outcomes))
     if code:
         raise typer.Exit(code)
+
+
+def _replay(loaded: Scenario, seed: int | None, target: Path, transport: str, interrupt: Interrupt) -> Run:
+    """Run the scenario into *target*, with a progress bar on a terminal."""
+    if not err.is_terminal:
+        return run_scenario(loaded, seed=seed, out=target, transport=transport, interrupt=interrupt)
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[now]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(f"replaying {loaded.name}", total=1.0, now="")
+        clock = SimClock(loaded.clock)
+
+        def progress(now: float, end: float) -> None:
+            bar.update(task, completed=now / end if end else 1.0, now=clock.iso(now))
+
+        return run_scenario(loaded, seed=seed, out=target, transport=transport, progress=progress, interrupt=interrupt)
 
 
 def _print_lines(console: Console, lines: list[str], heading: str | None = None) -> None:

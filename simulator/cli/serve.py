@@ -11,16 +11,14 @@ from typing import Annotated
 import typer
 
 from ..clock import SimClock
+from ..engine import Interrupt
 from ..errors import OutageError, Problem, ScenarioError
 from ..events import Event
 from ..live import describe, serve_scenario
 from ..loader import load_scenario
-from . import EXIT_OK, _fail, app, err, out, render
+from . import EXIT_OK, _fail, app, err, exit_code, out, render
 
-__all__ = ["serve_command", "EXIT_SIGNAL"]
-
-EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
-"""Exit codes of a live run stopped by a signal (128 + the signal's number)."""
+__all__ = ["serve_command"]
 
 
 def _say(line: str) -> None:
@@ -76,14 +74,12 @@ def serve_command(
         if line is not None:
             _say(line)
 
-    stopped: list[str] = []
-
     async def main() -> object:
-        stop = asyncio.Event()
+        interrupt, stop = Interrupt(), asyncio.Event()
         loop = asyncio.get_running_loop()
 
         def interrupted(name: str) -> None:
-            stopped.append(name)
+            interrupt.request(name)
             stop.set()
 
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -95,8 +91,8 @@ def serve_command(
                 port_base=port_base,
                 senders=senders == "on",
                 out=target,
+                interrupt=interrupt,
                 stop=stop,
-                stopped_by=lambda: stopped[0] if stopped else "",
                 on_ready=ready,
                 on_event=changed,
                 report=report,
@@ -120,6 +116,6 @@ def serve_command(
             highlight=False,
             soft_wrap=True,
         )
-        raise typer.Exit(EXIT_SIGNAL.get(result.stopped_by, 130))
+        raise typer.Exit(exit_code(interrupted_by=result.stopped_by))
     err.print(f"results: {target}", highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_OK)

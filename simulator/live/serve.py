@@ -29,10 +29,14 @@ strands it, a restore brings back what the backup held. A message that
 never got its 250 is ``queued`` (the outside MTA still holds it, as far as
 the servers can tell).
 
-Stopping. The run ends with the scenario's clock, or earlier when ``stop``
-is set (the CLI sets it on SIGINT or SIGTERM): it stops at the current
-simulated instant and writes what it has, ``summary.json`` marked
-``partial`` (``api.prepare_results`` / ``api.write_results``).
+Stopping. The run ends with the scenario's clock, or earlier when its
+``Interrupt`` is requested (the CLI does on SIGINT or SIGTERM): it stops at
+the current simulated instant and writes what it has, ``summary.json``
+marked ``partial`` with ``interrupted_by`` and ``stopped_at``
+(``api.prepare_results`` / ``api.write_results``); the report is drawn
+for a complete run only. ``summary.json`` also says how the run was
+served (``live``: the speed, the wall-clock moment of simulated second 0,
+the ports), for ``smtp-outage fidelity``.
 """
 
 from __future__ import annotations
@@ -42,14 +46,14 @@ import contextlib
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..api import Run, prepare_results, write_results, write_summary
+from ..api import Run, prepare_results, write_results
 from ..clock import SimClock
-from ..engine import LiveLink, Replay
+from ..engine import Interrupt, LiveLink, Replay
 from ..errors import Problem, ScenarioError
 from ..events import (
     MARK_EVENTS,
@@ -190,33 +194,23 @@ def check_ports(scenario: Scenario, port_base: int) -> dict[str, int]:
 
 @dataclass
 class LiveResult:
-    """A live run: its ``Run``, the ports it served on, and whether (and by what) it was stopped."""
+    """A live run: its ``Run`` (``run.interrupted_by``, ``run.stopped_at`` when stopped early) and how it was served."""
 
     run: Run
     ports: dict[str, int]
     speed: float
     started: datetime  #: the wall-clock moment of simulated second 0 (UTC)
-    stopped_at: float | None = None  #: simulated seconds, when stopped before the clock's end
-    stopped_by: str = ""  #: SIGINT or SIGTERM
     out: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def status(self) -> dict[str, Any]:
-        """The lifecycle part of ``summary.json``, and how the live run was served."""
-        live = {
-            "speed": self.speed,
-            "started": self.started.isoformat(timespec="microseconds"),
-            "ports": self.ports,
-        }
-        if self.stopped_at is None:
-            return {"status": "complete", "live": live}
-        return {
-            "status": "partial",
-            "interrupted_by": self.stopped_by or "stop",
-            "stopped_at": self.run.clock.iso(self.stopped_at),
-            "live": live,
-        }
+    def stopped_at(self) -> float | None:
+        """Simulated seconds at which the run was stopped before its clock's end (None: it ran to the end)."""
+        return self.run.stopped_at
+
+    @property
+    def stopped_by(self) -> str:
+        """What stopped it (``SIGINT``, ``SIGTERM``), or ""."""
+        return self.run.interrupted_by
 
 
 async def serve_scenario(
@@ -227,21 +221,24 @@ async def serve_scenario(
     senders: bool = False,
     seed: int | None = None,
     out: str | Path | None = None,
+    interrupt: Interrupt | None = None,
     stop: asyncio.Event | None = None,
-    stopped_by: Callable[[], str] | None = None,
     on_ready: Callable[[dict[str, tuple[str, int]]], None] | None = None,
     on_event: Callable[[Event], None] | None = None,
     report: bool = True,
 ) -> LiveResult:
-    """Serve *scenario* live until its clock ends or *stop* is set; write the results folder into *out*.
+    """Serve *scenario* live until its clock ends or it is interrupted; write the results folder into *out*.
 
-    *speed* is simulated seconds per real second. *on_ready* gets each
-    server's address once all listen; *on_event* every event as it is
-    emitted. *stopped_by* names what set *stop* (``SIGINT``).
+    *speed* is simulated seconds per real second. To stop it early, request
+    the *interrupt* (its reason is recorded: ``SIGINT``) and set *stop*,
+    which wakes the run if it is waiting for the wall clock. *on_ready*
+    gets each server's address once all listen; *on_event* every event as
+    it is emitted. The report is drawn when the run is complete.
     """
     if speed <= 0:
         raise ScenarioError([Problem("--speed", None, "", f"must be greater than 0, got {speed:g}")])
     ports = check_ports(scenario, port_base)
+    interrupt = interrupt or Interrupt()
     stop = stop or asyncio.Event()
     seed = scenario.seed if seed is None else seed
     if out is not None:
@@ -249,23 +246,26 @@ async def serve_scenario(
     clock = SimClock(scenario.clock)
     outside = OutsideMail(clock)
     started = time.monotonic()
-    started_at = datetime.now(UTC)
+    facts: dict[str, Any] = {"speed": speed}
 
     def wall() -> float:
         return (time.monotonic() - started) * speed
 
     async def pace(t: float) -> bool:
-        while not stop.is_set():
+        while not (stop.is_set() or interrupt.requested()):
             delay = t / speed - (time.monotonic() - started)
             if delay <= 0:
                 return True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
+        interrupt.request("stop")  # the first reason given wins
         return False
 
     def ready(addresses: dict[str, tuple[str, int]]) -> None:
-        nonlocal started, started_at
-        started, started_at = time.monotonic(), datetime.now(UTC)  # simulated second 0: every server listens
+        nonlocal started
+        started = time.monotonic()  # simulated second 0: every server listens
+        facts["started"] = datetime.now(UTC).isoformat(timespec="microseconds")
+        facts["ports"] = {name: port for name, (_, port) in addresses.items()}
         if on_ready is not None:
             on_ready(addresses)
 
@@ -278,24 +278,22 @@ async def serve_scenario(
         listen=on_event,
         senders=senders,
         ready=ready,
+        facts=facts,
     )
-    replay = Replay(scenario, seed=seed, live=link)
+    replay = Replay(scenario, seed=seed, interrupt=interrupt, live=link)
     outside.attach(replay.log.emit, replay.server_now)
     result = await replay.run()
     live = LiveResult(
         run=Run.of(result),
-        ports={name: wire.port for name, wire in replay.wire.items()},
+        ports=dict(facts.get("ports", {})),
         speed=speed,
-        started=started_at,
-        stopped_at=replay.stopped_at,
-        stopped_by=stopped_by() if stopped_by is not None and replay.stopped_at is not None else "",
+        started=datetime.fromisoformat(facts["started"]) if "started" in facts else datetime.now(UTC),
     )
     if out is not None:
         live.out = Path(out)
-        write_results(live.run, out, live.status)
-        if report:
+        write_results(live.run, out)
+        if report and not live.run.interrupted_by:
             from ..report import write_report
 
             write_report(out)
-            write_summary(live.run, out, live.status)  # last of all
     return live

@@ -98,12 +98,15 @@ def all_attempts_fail(
     seed: int = 0,
     host: str = "mx.example.net",
     destination: str = "example.net",
+    max_attempts: int | None = None,
 ) -> Outcome:
     """Drive one message through *policy* until it bounces or *hours* pass.
 
     *attempt_cost* is the simulated time each connection attempt takes
     before the policy hears of the failure (e.g. 30 for a connect timeout).
-    Events after ``arrival + hours`` are not reported.
+    Events after ``arrival + hours`` are not reported. With *max_attempts*,
+    it also stops after that many tries (connections and suspended ones):
+    a bound for estimating a policy's work.
     """
     if hours <= 0:
         raise ValueError("hours must be greater than 0")
@@ -122,7 +125,7 @@ def all_attempts_fail(
             bounce = (now - arrival, decision.bounce, decision.status)
             break
         now = decision.retry_at if decision.retry_at is not None else now
-        if now > end:
+        if now > end or (max_attempts is not None and len(run.attempts) + len(run.suspended) >= max_attempts):
             break
         msg = replace(msg, attempts=msg.attempts + 1)  # counted before before_connect, as the engine does
         held = state.before_connect(msg, fail.host, now)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import figures, html, tables
 from .data import ReportData, load_results
 
 __all__ = ["write_report", "load_results", "ReportData", "FIGURES"]
@@ -19,7 +18,12 @@ FIGURES = ("timeline.png", "outcomes.png", "queue.png", "delays.png", "recovery.
 
 
 def write_report(folder: str | Path) -> Path:
-    """Draw the figures and write ``report.html`` into the results *folder*; return the page's path."""
+    """Draw the figures and write ``report.html`` into the results *folder*; return the page's path.
+
+    The folder must hold a complete run (``ScenarioError`` otherwise).
+    """
+    from . import figures, html, tables  # matplotlib: imported only to draw
+
     data = load_results(folder)
     out = data.folder
     storms = tables.storms(data)

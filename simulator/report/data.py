@@ -11,6 +11,8 @@ at the start, preference by order) and the windows from ``summary.json``.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -24,7 +26,7 @@ from ..clock import SimClock
 from ..errors import Problem, ScenarioError
 from ..events import AttemptEvent, BounceEvent, Event, read_events
 from ..ledger import MessageRecord
-from ..results import read_messages
+from ..results import read_messages, require_complete
 
 __all__ = ["ReportData", "load_results", "REQUIRED"]
 
@@ -160,12 +162,43 @@ def _facts_without_timeline(
     return servers, senders, windows
 
 
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Turn a malformed results file into a ``ScenarioError`` naming it (no traceback)."""
+    try:
+        yield
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise ScenarioError(
+            [
+                Problem(
+                    str(path), None, "", f"not a results file smtp-outage wrote ({what[:120]}); run the scenario again"
+                )
+            ]
+        ) from None
+
+
+def _json(path: Path, kind: type) -> Any:
+    """A JSON document of *kind* (``dict``), or a ``ScenarioError`` naming the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ScenarioError([Problem(str(path), None, "", f"cannot read the results: {exc}")]) from None
+    if not isinstance(data, kind):
+        raise ScenarioError(
+            [Problem(str(path), None, "", f"not a results file smtp-outage wrote (not a JSON {kind.__name__})")]
+        )
+    return data
+
+
 def load_results(folder: str | Path) -> ReportData:
     """Read a results folder written by ``smtp-outage run``.
 
-    Raises ``ScenarioError`` (bad input) when a required file is missing or unreadable.
+    Raises ``ScenarioError`` (bad input) when a required file is missing or
+    unreadable, or when the folder holds a run that is not complete.
     """
     folder = Path(folder)
+    require_complete(folder, "a report")
     missing = [name for name in REQUIRED if not (folder / name).is_file()]
     if missing:
         raise ScenarioError(
@@ -179,16 +212,17 @@ def load_results(folder: str | Path) -> ReportData:
                 )
             ]
         )
-    try:
-        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
-        timeline_path = folder / "timeline.json"
-        timeline = json.loads(timeline_path.read_text(encoding="utf-8")) if timeline_path.is_file() else None
-    except (OSError, ValueError) as exc:
-        raise ScenarioError([Problem(str(folder), None, "", f"cannot read the results: {exc}")]) from None
-    start = datetime.fromisoformat(summary["clock"]["start"])
-    zone = timeline["clock"].get("timezone") if timeline else None
-    clock = SimClock(_ClockSpec(start, datetime.fromisoformat(summary["clock"]["end"]), zone))
-    records = read_messages(folder / "messages.csv", start)
+    summary = _json(folder / "summary.json", dict)
+    timeline_path = folder / "timeline.json"
+    timeline = _json(timeline_path, dict) if timeline_path.is_file() else None
+    with _reading(folder / "summary.json"):
+        start = datetime.fromisoformat(summary["clock"]["start"])
+        end = datetime.fromisoformat(summary["clock"]["end"])
+    with _reading(timeline_path):
+        zone = timeline["clock"].get("timezone") if timeline else None
+        clock = SimClock(_ClockSpec(start, end, zone))
+    with _reading(folder / "messages.csv"):
+        records = read_messages(folder / "messages.csv", start)
     events: list[Event] = list(read_events(folder / "events.jsonl"))
     # messages.csv has a bounce time only for mail whose final state is bounced; a message that
     # bounced after an accept-then-drop commit ends delivered, and left its sender's queue at the bounce.
@@ -200,46 +234,53 @@ def load_results(folder: str | Path) -> ReportData:
         if r.bounced_at is None and r.message_id in bounced:
             r.bounced_at = bounced[r.message_id]
     if timeline is not None:
-        servers = tuple(
-            ServerFacts(
-                s["name"],
-                tuple(s.get("domains", [])),
-                s.get("initially", "up"),
-                int(s.get("preference", 10)),
-                bool(s.get("relay", False)),
-                s.get("delivery_per_minute"),
+        with _reading(timeline_path):
+            servers = tuple(
+                ServerFacts(
+                    s["name"],
+                    tuple(s.get("domains", [])),
+                    s.get("initially", "up"),
+                    int(s.get("preference", 10)),
+                    bool(s.get("relay", False)),
+                    s.get("delivery_per_minute"),
+                )
+                for s in timeline["servers"]
             )
-            for s in timeline["servers"]
-        )
-        senders = tuple(
-            SenderFacts(s["name"], s.get("count"), s.get("policy", ""), s.get("gives_up_after"))
-            for s in timeline["senders"]
-        )
-        windows = tuple((w["label"], float(w["start"]), float(w["end"])) for w in timeline["windows"])
-        declared = bool(timeline.get("windows_declared"))
-        description = timeline.get("description") or ""
-        sources = tuple(s for s in timeline.get("sources", []) if isinstance(s, dict))
+            senders = tuple(
+                SenderFacts(s["name"], s.get("count"), s.get("policy", ""), s.get("gives_up_after"))
+                for s in timeline["senders"]
+            )
+            windows = tuple((w["label"], float(w["start"]), float(w["end"])) for w in timeline["windows"])
+            declared = bool(timeline.get("windows_declared"))
+            description = timeline.get("description") or ""
+            sources = tuple(s for s in timeline.get("sources", []) if isinstance(s, dict))
     else:
-        servers, senders, windows = _facts_without_timeline(summary, records, events, start)
+        with _reading(folder / "summary.json"):
+            servers, senders, windows = _facts_without_timeline(summary, records, events, start)
         declared, description, sources = True, "", ()
-    facts = RunFacts(
-        scenario=str(summary.get("scenario", folder.name)),
-        seed=int(summary.get("seed", 0)),
-        clock=clock,
-        servers=servers,
-        senders=senders,
-        windows=windows,
-        records=records,
-        events=events,
-        description=description,
-        timezone=zone,
-        windows_declared=declared,
-        transport=str(summary.get("transport", "")),
-        wall_seconds=float(summary.get("wall_seconds", 0.0)),
-        notifications=int(summary.get("notifications", 0)),
-        sources=sources,
-    )
+    with _reading(folder / "summary.json"):
+        facts = RunFacts(
+            scenario=str(summary.get("scenario", folder.name)),
+            seed=int(summary.get("seed", 0)),
+            clock=clock,
+            servers=servers,
+            senders=senders,
+            windows=windows,
+            records=records,
+            events=events,
+            description=description,
+            timezone=zone,
+            windows_declared=declared,
+            transport=str(summary.get("transport", "")),
+            wall_seconds=float(summary.get("wall_seconds", 0.0)),
+            notifications=int(summary.get("notifications", 0)),
+            sources=sources,
+            interrupted_by=str(summary.get("interrupted_by", "")),
+            stopped_at=_seconds(start, summary["stopped_at"]) if summary.get("stopped_at") else None,
+            live=summary.get("live"),
+        )
     thresholds = None
     if (folder / "thresholds.json").is_file():
-        thresholds = json.loads((folder / "thresholds.json").read_text(encoding="utf-8")).get("thresholds")
+        with _reading(folder / "thresholds.json"):
+            thresholds = _json(folder / "thresholds.json", dict).get("thresholds")
     return ReportData(folder, Analysis(facts), thresholds, start)

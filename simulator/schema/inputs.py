@@ -10,7 +10,9 @@ a file with a header line and one arrival per row::
 ``at`` is a timestamp in the scenario's clock; ``mta`` the 0-based index of
 the MTA within the group (default 0); ``rcpt`` a local part, or an address in
 the group's destination domain (default ``user<line>``). A relative path
-starts at the scenario file's folder. ``read_traffic_csv`` returns the
+starts at the scenario file's folder, and must stay inside it (a scenario
+names files next to it, not anywhere on the machine). Times have no UTC
+offset: they are read in the scenario's clock, as the scenario's own are. ``read_traffic_csv`` returns the
 arrivals or every problem, each with the CSV's own file and line, so the
 check before a run and the run itself can never disagree.
 """
@@ -31,6 +33,9 @@ from ..errors import Problem
 from ..scenario import Scenario, TrafficSpec
 
 __all__ = ["Arrival", "Site", "TrafficCsv", "read_traffic_csv", "read_group_csv", "destination_domain", "csv_path"]
+
+_MAX_BYTES = 256 * 1024 * 1024
+"""A traffic CSV larger than this is refused before it is read."""
 
 COLUMNS = ("at", "mta", "rcpt")
 """The columns a traffic CSV may have; ``at`` is required."""
@@ -137,19 +142,35 @@ def read_traffic_csv(
     """
     path = csv_path(spec, base)
     shown = _shown(path)
+    if base is not None and not path.resolve().is_relative_to(base.resolve().parent):
+        message = (
+            f"the traffic CSV {spec.csv} is outside the scenario's folder ({base.parent}); "
+            "put it next to the scenario, or in a folder below it"
+        )
+        return TrafficCsv(
+            path, problems=[site.problem(message) if site is not None else Problem(shown, None, "", message)]
+        )
     try:
+        if path.stat().st_size > _MAX_BYTES:
+            raise OSError(f"larger than {_MAX_BYTES // 2**20} MB")
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         if isinstance(exc, FileNotFoundError):
             why = "no such file"
         elif isinstance(exc, UnicodeDecodeError):
-            why = f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+            utf16 = " (it looks like UTF-16: save it as UTF-8)" if exc.object[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+            why = f"not UTF-8 text ({exc.reason} at byte {exc.start}){utf16}"
+        elif not exc.strerror:
+            why = str(exc)
         else:
             why = exc.strerror or str(exc)
         where = f"the traffic CSV {shown}" if site is not None else "the traffic CSV"
         message = f"cannot read {where}: {why}"
         problem = site.problem(message) if site is not None else Problem(shown, None, "", message)
         return TrafficCsv(path, problems=[problem])
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        return TrafficCsv(path, problems=[Problem(shown, line, "", "a NUL character: this is not a CSV text file")])
     return _parse(text, path, shown, clock, group=group, count=count, domain=domain)
 
 
@@ -227,6 +248,15 @@ def _row(
     except ValueError:
         problems.append(("at", f"expected a timestamp such as 2011-10-26 10:38, got {raw_at!r}"))
     else:
+        if when.tzinfo is not None and clock.zone is None:
+            problems.append(
+                (
+                    "at",
+                    f"{raw_at!r} has a UTC offset, but the scenario's clock has no timezone, so the offset would be "
+                    "dropped; remove it, or set clock.timezone",
+                )
+            )
+            return problems
         t = clock.seconds(when)
         if not 0 <= t <= clock.end:
             problems.append(("at", f"{when} is outside the clock ({first} to {last})"))

@@ -272,7 +272,10 @@ def parse_expression(key: str, index: int, expression: str) -> Threshold:
     agg, q, op, raw = match.groups()
     quantile = None
     if q is not None:
-        quantile = float(q)
+        try:
+            quantile = float(q)
+        except ValueError:
+            raise ThresholdSyntaxError(f"p({q}) is not a percentile; use p(0) to p(100), e.g. p(95)") from None
         if not 0 <= quantile <= 100:
             raise ThresholdSyntaxError(f"p({q}) is not a percentile; use p(0) to p(100), e.g. p(95)")
         agg = f"p({q})"
@@ -298,6 +301,8 @@ def _value(metric: Metric, raw: str) -> float:
         value = float(text[:-1] if percent else text)
     except ValueError:
         raise ThresholdSyntaxError(f"expected a number after the operator, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise ThresholdSyntaxError(f"expected a finite number after the operator, got {raw!r}")
     if percent:
         if metric.unit != "ratio":
             raise ThresholdSyntaxError(f"{metric.name} is not a ratio; write a plain number, not {raw!r}")

@@ -16,8 +16,11 @@ import yaml
 
 from ..clock import SimClock
 from ..errors import Problem
-from ..scenario import Scenario, check_semantics
+from ..scenario import Scenario
+from .budget import budget_problems
+from .document import DocumentError, parse
 from .inputs import Site, read_group_csv
+from .semantics import check_semantics
 
 __all__ = ["validate", "line_of", "dotted"]
 
@@ -55,7 +58,8 @@ def dotted(loc: tuple[Any, ...]) -> str:
 
 
 def validate(scenario: Scenario, *, root: yaml.Node | None = None, shown: str | None = None) -> list[Problem]:
-    """Every problem of *scenario* in file order of the rules: cross-field rules, then traffic files.
+    """Every problem of *scenario* in file order of the rules: cross-field rules, then traffic files, then
+    the work it asks for (``simulator.schema.budget``), each stage only when the one before found nothing.
 
     *root* (the file's ``yaml.compose()`` tree) and *shown* (the file name as
     the user gave it) come from the loader; without them a scenario loaded
@@ -69,12 +73,18 @@ def validate(scenario: Scenario, *, root: yaml.Node | None = None, shown: str | 
         return Site(shown, line_of(root, loc) if root is not None else None, dotted(loc))
 
     problems = [site(loc).problem(message) for loc, message in check_semantics(scenario)]
+    if problems:
+        return problems
     clock = SimClock(scenario.clock)
+    rows: dict[int, int] = {}
     for i, sender in enumerate(scenario.senders):
         if sender.traffic.csv is not None:
             found = read_group_csv(scenario, i, clock, site(("senders", i, "traffic", "csv")))
             problems.extend(found.problems)
-    return problems
+            rows[i] = len(found.arrivals)
+    if problems:
+        return problems
+    return [site(loc).problem(message) for loc, message in budget_problems(scenario, rows)]
 
 
 def _source_of(scenario: Scenario) -> tuple[str, yaml.Node | None]:
@@ -87,6 +97,6 @@ def _source_of(scenario: Scenario) -> tuple[str, yaml.Node | None]:
     except ValueError:
         shown = str(source)
     try:
-        return shown, yaml.compose(source.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return shown, parse(source.read_text(encoding="utf-8-sig")).root
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, DocumentError):
         return shown, None
