@@ -372,6 +372,12 @@ class Analysis:
             self.records, self.attempts_on_wire, self.states, self.destination, self.relays, self.relay_left
         )
 
+    @cached_property
+    def retry_floors(self) -> list[metrics.RetryFloor | None]:
+        """For each recovery storm, its backlog message tried again last (``metrics.retry_floors``)."""
+        tries = [(e.message, e.t) for e in self.facts.events if isinstance(e, AttemptEvent)]
+        return metrics.retry_floors(self.records, tries, self.storms, self.destination)
+
     def turned_away_between(self, server: str, lo: float, hi: float) -> int:
         """Sessions *server* turned away at its capacity limit in ``[lo, hi)``."""
         return sum(1 for t, name in self.turned_away_at if name == server and lo <= t < hi)

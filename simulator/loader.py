@@ -32,7 +32,7 @@ from .schema.document import DocumentError, parse
 from .schema.library import resolve
 from .schema.validate import dotted, line_of, validate
 
-__all__ = ["load_scenario", "line_of"]
+__all__ = ["load_scenario", "line_of", "schema_problems"]
 
 
 def load_scenario(path: str | Path, *, seed: int | None = None) -> Scenario:
@@ -149,11 +149,13 @@ def _read(path: Path, shown: str) -> str:
     return text
 
 
-def schema_problems(exc: ValidationError, shown: str, root: yaml.Node | None) -> list[Problem]:
-    """One problem per mistake pydantic found in a scenario file, in the tool's words."""
+def schema_problems(
+    exc: ValidationError, shown: str, root: yaml.Node | None, model: type[BaseModel] = Scenario
+) -> list[Problem]:
+    """One problem per mistake pydantic found in a file of *model* (a scenario unless said), in the tool's words."""
     return [
         Problem(shown, line_of(root, loc) if root is not None else None, dotted(loc), message)
-        for loc, message in _explain(exc.errors(), Scenario, ())
+        for loc, message in _explain(exc.errors(), model, ())
     ]
 
 

@@ -43,6 +43,9 @@ __all__ = [
     "MARK_TYPES",
     "Interval",
     "Storm",
+    "RetryFloor",
+    "retry_floor",
+    "retry_floors",
     "delivery_delay",
     "availability_delay",
     "bounce_delay",
@@ -347,3 +350,48 @@ def recovery_storms(
             )
         )
     return storms
+
+
+@dataclass(frozen=True, slots=True)
+class RetryFloor:
+    """The backlog message of a recovery whose sender tried it again last: ``after`` seconds after the recovery.
+
+    However much a recovered server can take, its backlog cannot drain before
+    this attempt: the senders' retry schedules set that floor.
+    """
+
+    message: str
+    group: str
+    policy: str
+    after: float
+
+
+def retry_floor(backlog: Iterable[MessageRecord], tries: Mapping[str, Sequence[float]], at: float) -> RetryFloor | None:
+    """The message of *backlog* whose first attempt at or after *at* came last (*tries*: attempt times by message,
+    in order); ``None`` when no backlog message was tried again."""
+    last: RetryFloor | None = None
+    for record in backlog:
+        times = tries.get(record.message_id, ())
+        i = bisect_left(times, at)
+        if i < len(times) and (last is None or times[i] - at > last.after):
+            last = RetryFloor(record.message_id, record.group, record.policy, times[i] - at)
+    return last
+
+
+def retry_floors(
+    records: Sequence[MessageRecord],
+    attempts: Iterable[tuple[str, float]],
+    storms: Sequence[Storm],
+    destination: Callable[[MessageRecord], str],
+) -> list[RetryFloor | None]:
+    """For each storm, the backlog message in senders' queues that was tried again last (*attempts*:
+    ``(message id, time)`` of every attempt): what keeps any capacity from draining the backlog sooner."""
+    tries: dict[str, list[float]] = {}
+    for message, t in attempts:
+        tries.setdefault(message, []).append(t)
+    for times in tries.values():
+        times.sort()
+    return [
+        retry_floor((r for r in records if destination(r) == s.server and in_queue_before(r, s.at)), tries, s.at)
+        for s in storms
+    ]

@@ -388,11 +388,12 @@ def check(
 def report_command(
     results: Annotated[Path, typer.Argument(help="a results folder written by `smtp-outage run`")],
 ) -> None:
-    """Write report.html and its figures (PNG) for an existing RESULTS folder."""
+    """Write report.html and its figures (PNG) for an existing RESULTS folder (a run's or a sweep's)."""
     from ..report import write_report
+    from ..report.sweep import is_sweep_folder, write_sweep_report
 
     try:
-        page = write_report(results)
+        page = write_sweep_report(results) if is_sweep_folder(results) else write_report(results)
     except OutageError as exc:
         raise _fail(exc) from None
     out.print(str(page), markup=False, highlight=False, soft_wrap=True)
@@ -473,3 +474,4 @@ from . import fidelity as _fidelity  # noqa: E402, F401  (smtp-outage fidelity)
 from . import importlog  # noqa: E402, F401  (smtp-outage import)
 from . import incidents as _incidents  # noqa: E402,F401  (smtp-outage incidents)
 from . import serve as _serve  # noqa: E402, F401  (smtp-outage serve)
+from . import sweep as _sweep  # noqa: E402,F401  (smtp-outage sweep)
