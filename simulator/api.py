@@ -114,6 +114,7 @@ def facts_of(result: RunResult) -> RunFacts:
         notifications=result.notification_count,
         interrupted_by=result.interrupted_by,
         stopped_at=result.stopped_at,
+        live=result.live,
         sources=tuple(source.model_dump(mode="json", exclude_none=True) for source in scenario.sources),
     )
 

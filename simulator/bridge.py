@@ -88,16 +88,24 @@ class Bridge:
         after_flush: Callable[[], None],
         progress: Callable[[float], None] | None = None,
         stop: Callable[[], bool] | None = None,
+        *,
+        pace: Callable[[float], Awaitable[bool]] | None = None,
     ) -> bool:
         """Run the simulation to *until*, flushing attempts at the end of each instant.
 
         *before_flush* brings the servers' listeners in line with the model
-        (timeline changes of this instant, sessions still to plan);
-        *after_flush* checks for server errors. *progress* gets the simulated
-        time now and then. *stop* is asked after each complete instant (its
-        events run, its attempts flushed); when it says so, the run ends
-        there. Returns True when it was stopped before *until*. With a
-        transport that never waits, *before_flush* is the only await.
+        (timeline changes of this instant); *after_flush* checks for server
+        errors. *progress* gets the simulated time now and then. *stop* is
+        asked after each complete instant (its events run, its attempts
+        flushed); when it says so, the run ends there. Returns True when it
+        was stopped before *until*.
+
+        With *pace* (a live run) each instant waits until ``pace(t)`` lets it
+        run (False: stop there), and every instant ends with *before_flush*,
+        attempts or not, so that the listeners follow the timeline as it
+        happens.
+        With a transport that never waits (the in-memory one), batches run
+        without the event loop.
         """
         env = self.env
         step, peek = env.step, env.peek
@@ -107,8 +115,10 @@ class Bridge:
         while True:
             if peek() > until:
                 break
+            if pace is not None and peek() > env.now and not await pace(peek()):
+                return True
             step()
-            if (self._pending or stop is not None) and peek() > env.now:  # the instant is complete
+            if peek() > env.now:  # the instant is complete
                 if self._pending:
                     if before_flush is not None:
                         await before_flush()
@@ -116,6 +126,10 @@ class Bridge:
                         self.flush_now(run_now)
                     else:
                         await self.flush()
+                    after_flush()
+                elif pace is not None:
+                    if before_flush is not None:
+                        await before_flush()
                     after_flush()
                 if stop is not None and stop():
                     return True

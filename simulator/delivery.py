@@ -8,9 +8,10 @@ the simulated time the attempt took.
 
 A delivery process knows only its collaborators (``Couriers``): the SimPy
 environment, a router, a submit function, an event sink, the ledger keeper
-that records acceptances, bounces and warnings, and the instant's host
-probes. MTA quirks (falling back to the next MX, sharing a host's failure)
-are the policy's own answers.
+that records acceptances, bounces and warnings, the instant's host probes
+and its serial rounds. MTA quirks (falling back to the next MX, sharing a
+host's failure, sending a retry round out one message at a time) are the
+policy's own answers.
 """
 
 from __future__ import annotations
@@ -21,24 +22,40 @@ from typing import Any, Protocol
 
 import simpy
 
+from . import dsn
 from .events import (
+    AcceptedEvent,
     AttemptEvent,
+    BounceEvent,
     CachedEvent,
     Event,
     ExpiredEvent,
     NextMxEvent,
+    RelayedEvent,
     RelayQueuedEvent,
     ReplyEvent,
     SubmitEvent,
     SuspendedEvent,
+    WarningEvent,
 )
 from .faults import SessionPlan
 from .ledger import Ledger
-from .policies import Decision, Failure, FailureKind, MessageView, PolicyState, RetryPolicy, Stage, Timeouts
+from .policies import Decision, Failure, FailureKind, MessageView, PolicyState, RetryPolicy, RoundState, Stage, Timeouts
 from .routing import Resolver
 from .transport import Outcome
 
-__all__ = ["Mta", "Job", "Couriers", "Keeper", "HostProbes", "deliver", "STAGE_ORDER", "charge"]
+__all__ = [
+    "LedgerKeeper",
+    "Mta",
+    "Job",
+    "Couriers",
+    "Keeper",
+    "HostProbes",
+    "Rounds",
+    "deliver",
+    "STAGE_ORDER",
+    "charge",
+]
 
 STAGE_ORDER = (Stage.GREETING, Stage.EHLO, Stage.MAIL, Stage.RCPT, Stage.DATA, Stage.DOT)
 
@@ -154,6 +171,66 @@ class HostProbes:
         self._probes.setdefault((mta.name, host), event)
 
 
+class Rounds:
+    """Retry rounds that go out one message at a time (``RetryPolicy.serial_rounds``).
+
+    Within one simulated instant, the messages of one MTA to one
+    destination form a queue: each asks its policy whether to connect only
+    once the message ahead of it has had its outcome applied to the retry
+    state, or has gone on to spend simulated time on an open connection (a
+    timeout, a slow server), when the next one may go out beside it. A
+    Postfix queue manager does this: its deferred-queue scan hands out one
+    message at a time, and a refused connection is reported back before the
+    next message is dispatched, so failures accumulate and mark the
+    destination dead part way through the round. New mail of the same
+    instant queues up behind the round (the scan runs at the start of its
+    second, new mail arrives during it): a round that marks the
+    destination dead holds the new mail too.
+    """
+
+    def __init__(self, env: simpy.Environment) -> None:
+        self._env = env
+        self._out: dict[tuple[str, str], list[tuple[simpy.Event, bool]]] = {}
+        self._at = -1.0
+
+    def line_up(self, mta: Mta, domain: str, counted: bool) -> Generator[simpy.Event, Any, simpy.Event]:
+        """Wait until this message may ask its policy; returns its turn, to be given with ``done``.
+
+        A message waits while the attempts still out ahead of it could change
+        its policy's answer. A policy state that can tell (``RoundState``:
+        Postfix knows how many failures its destination can take before it
+        is dead) lets messages go out together as long as even the failure
+        of every attempt ahead would not change it: the same answers from
+        its policy as one at a time, in fewer trips to the wire (servers
+        shared with other senders may see the sessions in another order).
+        *counted* says whether
+        this message's failure feeds that state (a retry; not new mail).
+        """
+        env = self._env
+        if self._at != env.now:
+            self._out.clear()
+            self._at = env.now
+        out = self._out.setdefault((mta.name, domain), [])
+        state = mta.state
+        while True:
+            out[:] = [(turn, c) for turn, c in out if not turn.triggered]
+            if not out:
+                break
+            failures = sum(1 for _, c in out if c)
+            if isinstance(state, RoundState) and state.decides_alike(domain, failures, env.now):
+                break
+            yield out[-1][0]
+        turn = env.event()
+        out.append((turn, counted))
+        return turn
+
+    @staticmethod
+    def done(turn: simpy.Event | None) -> None:
+        """Let the next message of the round go (no-op when there is no turn or it was given)."""
+        if turn is not None and not turn.triggered:
+            turn.succeed()
+
+
 @dataclass(frozen=True)
 class Couriers:
     """What a delivery process works with, and nothing more."""
@@ -165,6 +242,7 @@ class Couriers:
     stamp: Callable[[], dict[str, Any]]  #: ``t`` and ``time`` of the current instant, for events
     keeper: Keeper
     probes: HostProbes
+    rounds: Rounds
     unreachable: Callable[[str], bool]  #: whether a host is down as "unreachable" (for the wire's stand-in)
     failed: Callable[[Job, Exception], Exception]  #: the error that aborts the run when a job's process fails
 
@@ -257,6 +335,11 @@ def deliver(c: Couriers, job: Job) -> Generator[simpy.Event, Any, None]:
                 job.sync()
                 decision = mta.state.after_failure(job.view(), nowhere, env.now)
                 continue
+            turn = None
+            if policy.serial_rounds:
+                if not job.attempts:
+                    yield env.timeout(0)  # new mail comes in after the instant's retry round has started
+                turn = yield from c.rounds.line_up(mta, job.domain, counted=bool(job.attempts))
             for n, host in enumerate(hosts):
                 job.attempts += 1
                 failure = mta.state.before_connect(job.view(), host, env.now)
@@ -289,9 +372,11 @@ def deliver(c: Couriers, job: Job) -> Generator[simpy.Event, Any, None]:
                     if outcome.accepted:
                         charged = charge(None, plan, policy.timeouts)
                         if charged:
+                            Rounds.done(turn)
                             yield env.timeout(charged)
                         c.keeper.accepted(job, host, outcome)
                         mta.state.after_success(job.view(), host, env.now)
+                        Rounds.done(turn)
                         return
                     failure = _as_seen(c, outcome.failure, host)
                     emit(
@@ -309,6 +394,7 @@ def deliver(c: Couriers, job: Job) -> Generator[simpy.Event, Any, None]:
                     )
                     charged = charge(failure, plan, policy.timeouts)
                     if charged:
+                        Rounds.done(turn)
                         yield env.timeout(charged)
                 elif probe is not None and failure.kind is not FailureKind.SUSPENDED:
                     pass  # shared the first connection's host failure (logged as "cached")
@@ -335,5 +421,146 @@ def deliver(c: Couriers, job: Job) -> Generator[simpy.Event, Any, None]:
                 if decision.warn:
                     c.keeper.warn(job, decision)
                 emit(NextMxEvent(**stamp(), message=message_id, sender=mta.name, after=host, to=hosts[n + 1]))
+            Rounds.done(turn)
     except Exception as exc:  # an unexpected error inside the model aborts the run, with context
         raise c.failed(job, exc) from exc
+
+
+class LedgerKeeper:
+    """The ledger keeper: records acceptances, bounces and warnings on the ledger, and makes the DSNs.
+
+    *replay* is the run (``simulator.engine.Replay``): its clock, stores, environment, event sink,
+    stamp, message text, ledger and notification sink.
+    """
+
+    def __init__(self, replay: Any) -> None:
+        self._clock = replay.clock
+        self._stores = replay.stores
+        self._env = replay.env
+        self._emit: Callable[[Event], None] = replay.log.emit
+        self._stamp: Callable[[], dict[str, Any]] = replay.stamp
+        self._content: Callable[[int], bytes] = replay.content
+        self._ledger = replay.ledger
+        self._notify_sink: Callable[[dsn.Notification], None] = replay.notes.append
+        self.notifications = 0
+        self.done = 0  #: jobs that ended (accepted or bounced)
+
+    def accepted(self, job: Job, server: str, outcome: Outcome) -> None:
+        """A 250 to the final dot."""
+        ledger, i = self._ledger, job.index
+        self.done += 1
+        stamp = self._stamp()
+        self._emit(
+            ReplyEvent(
+                **stamp,
+                message=job.message_id,
+                server=server,
+                attempt=job.attempts,
+                kind="accepted",
+                stage="dot",
+                code=250,
+                text=outcome.reply[:120],
+            )
+        )
+        if job.relayed:
+            assert job.mta.relay_for is not None
+            self._stores.forwarded(job.mta.relay_for, job.message_id)
+            ledger.copies[i] -= 1  # the relay's copy was handed on, not duplicated: the reader sees one
+            self._emit(
+                RelayedEvent(
+                    **stamp, message=job.message_id, relay=job.mta.relay_for, server=server, attempts=job.attempts
+                )
+            )
+            return
+        now = self._env.now
+        if ledger.accepted_at[i] != ledger.accepted_at[i]:  # nan: the first 250
+            ledger.accepted_at[i], ledger.accepted_by[i] = now, ledger.server_number(server)
+        self._emit(
+            AcceptedEvent(
+                **stamp,
+                message=job.message_id,
+                server=server,
+                attempts=job.attempts,
+                delay=round(now - ledger.submitted[i], 3),
+            )
+        )
+
+    def bounce(self, job: Job, decision: Decision) -> None:
+        """The MTA gives up on the job and tells the originator."""
+        ledger, i = self._ledger, job.index
+        self.done += 1
+        if job.relayed:
+            assert job.mta.relay_for is not None
+            self._stores.forwarded(job.mta.relay_for, job.message_id)  # leaves the relay's queue
+        status, reason = decision.status, decision.bounce or ""
+        ledger.bounced_at[i] = self._env.now
+        ledger.bounce_status[i] = ledger.texts.number(status)
+        ledger.bounce_reason[i] = ledger.texts.number(reason)
+        self._emit(
+            BounceEvent(
+                **self._stamp(),
+                message=job.message_id,
+                sender=job.mta.name,
+                originator=job.originator,
+                status=status,
+                reason=reason,
+                attempts=job.attempts,
+                last_error=job.last_error,
+                relay=job.mta.relay_for or "",
+            )
+        )
+        self._notify(job, decision)
+
+    def warn(self, job: Job, decision: Decision) -> None:
+        """A delay warning to the originator."""
+        job.warnings += 1
+        self._ledger.warnings[job.index] += 1
+        self._emit(
+            WarningEvent(
+                **self._stamp(),
+                message=job.message_id,
+                sender=job.mta.name,
+                attempts=job.attempts,
+                last_error=job.last_error,
+            )
+        )
+        self._notify(job, decision)
+
+    def _notify(self, job: Job, decision: Decision) -> None:
+        """Build the RFC 3464 delay warning or bounce the MTA sends its originator."""
+        at = self._clock.datetime_at
+        original = self._content(job.index)
+        reporting = f"{job.mta.name}.example"
+        diagnostic = job.last_error or "no attempt was made"
+        arrival, last = at(job.arrival), at(self._env.now)
+        note: dsn.Notification | None
+        if decision.bounce is not None:
+            note = dsn.bounce(
+                original,
+                status=decision.status or "5.0.0",
+                reason=decision.bounce,
+                originator=job.originator,
+                recipients=job.recipient,
+                reporting_mta=reporting,
+                arrival=arrival,
+                last_attempt=last,
+                diagnostic=diagnostic,
+                envelope_id=job.message_id,
+            )
+        else:
+            gives_up = job.mta.policy.gives_up_after
+            until = job.arrival + (gives_up if gives_up is not None else 30 * 86400.0)
+            note = dsn.delay_warning(
+                original,
+                will_retry_until=at(until),
+                originator=job.originator,
+                recipients=job.recipient,
+                reporting_mta=reporting,
+                arrival=arrival,
+                last_attempt=last,
+                diagnostic=diagnostic,
+                envelope_id=job.message_id,
+            )
+        if note is not None:
+            self.notifications += 1
+            self._notify_sink(note)

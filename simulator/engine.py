@@ -7,6 +7,11 @@ for the timeline), starts each message's SimPy process when the clock reaches
 its arrival, hands each process only the collaborators it needs, drives them
 through the time-frozen ``Bridge`` and returns a ``RunResult``.
 
+A ``LiveLink`` makes a replay a live run (``simulator.live``): the same
+servers on fixed ports and timeline, SimPy still the only clock but stepped
+no faster than the wall clock allows; outside MTAs connect when they like,
+and their mail is recorded beside the simulated senders'.
+
 Memory stays small at any size: the ledger is a few numbers per message
 (``simulator.ledger.Ledger``), only queued messages have a ``Job`` and a
 process, events go to an ``EventSink`` as they happen (a file, when the
@@ -19,8 +24,8 @@ import dataclasses
 import gc
 import random
 import time
-from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Generator, Mapping
+from dataclasses import dataclass, field
 from email.utils import format_datetime
 from functools import partial
 from typing import Any
@@ -30,32 +35,28 @@ import simpy
 from . import dsn
 from .bridge import Bridge
 from .clock import SimClock
-from .delivery import Couriers, HostProbes, Job, Mta, deliver, with_client_timeouts
+from .delivery import Couriers, HostProbes, Job, LedgerKeeper, Mta, Rounds, deliver, with_client_timeouts
 from .errors import RunError
 from .events import (
-    AcceptedEvent,
-    BounceEvent,
     Event,
     EventLog,
     EventSink,
     ForeignEvent,
-    RelayedEvent,
-    ReplyEvent,
-    WarningEvent,
 )
 from .faults import SessionPlan
-from .policies import Decision, Timeouts, build_policy
-from .receiver import Mode, ReceivingServer, SessionContext
+from .ledger import LedgerBuilder, MessageRecord
+from .policies import Timeouts, build_policy
+from .receiver import Mode, ReceivingServer, SessionContext, SessionNote
 from .results import RunResult
 from .routing import Dns, Resolver, hosts_to_try
 from .scenario import Scenario
 from .store import MailStores
 from .timeline import Scene, timeline_process
 from .traffic import plan_arrivals
-from .transport import Attempt, MemoryTransport, Outcome, SmtpTransport, Transport
+from .transport import Attempt, MemoryTransport, SmtpTransport, Transport
 from .wire import LOOPBACK, WireServer
 
-__all__ = ["Replay", "Progress", "Pulse", "Interrupt"]
+__all__ = ["Replay", "Progress", "Pulse", "Interrupt", "LiveLink"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,140 +95,45 @@ class Interrupt:
         return bool(self.reason)
 
 
-class _Keeper:
-    """The ledger keeper: records acceptances, bounces and warnings, and writes the DSNs."""
+@dataclass
+class LiveLink:
+    """What a live run plugs into a replay.
 
-    def __init__(self, replay: Replay) -> None:
-        self._clock = replay.clock
-        self._stores = replay.stores
-        self._env = replay.env
-        self._emit: Callable[[Event], None] = replay.log.emit
-        self._stamp: Callable[[], dict[str, Any]] = replay.stamp
-        self._content: Callable[[int], bytes] = replay.content
-        self._ledger = replay.ledger
-        self._notify_sink: Callable[[dsn.Notification], None] = replay.notes.append
-        self.notifications = 0
-        self.done = 0  #: jobs that ended (accepted or bounced)
+    ``wall`` says which simulated second the wall clock has reached; the
+    servers read their time from it, never past the next event SimPy has
+    not run. ``pace`` waits until the wall clock reaches a simulated time
+    (False: stop there, the run's ``Interrupt`` says why). ``commit`` makes
+    the ledger row of a message stored that no simulated sender submitted
+    (outside mail); ``watch`` hears each step of the connections nobody
+    announced; ``listen`` every event as it is emitted; ``ready`` each
+    server's address once all listen (simulated time 0 starts then).
+    ``ports`` fixes each server's loopback port (0: any free one);
+    ``senders`` runs the scenario's simulated senders alongside; ``facts``
+    goes into ``summary.json`` as ``live``.
+    """
 
-    def accepted(self, job: Job, server: str, outcome: Outcome) -> None:
-        """A 250 to the final dot."""
-        ledger, i = self._ledger, job.index
-        self.done += 1
-        stamp = self._stamp()
-        self._emit(
-            ReplyEvent(
-                **stamp,
-                message=job.message_id,
-                server=server,
-                attempt=job.attempts,
-                kind="accepted",
-                stage="dot",
-                code=250,
-                text=outcome.reply[:120],
-            )
-        )
-        if job.relayed:
-            assert job.mta.relay_for is not None
-            self._stores.forwarded(job.mta.relay_for, job.message_id)
-            ledger.copies[i] -= 1  # the relay's copy was handed on, not duplicated: the reader sees one
-            self._emit(
-                RelayedEvent(
-                    **stamp, message=job.message_id, relay=job.mta.relay_for, server=server, attempts=job.attempts
-                )
-            )
-            return
-        now = self._env.now
-        if ledger.accepted_at[i] != ledger.accepted_at[i]:  # nan: the first 250
-            ledger.accepted_at[i], ledger.accepted_by[i] = now, ledger.server_number(server)
-        self._emit(
-            AcceptedEvent(
-                **stamp,
-                message=job.message_id,
-                server=server,
-                attempts=job.attempts,
-                delay=round(now - ledger.submitted[i], 3),
-            )
-        )
+    wall: Callable[[], float]
+    pace: Callable[[float], Awaitable[bool]]
+    commit: Callable[[str, str, float], MessageRecord]
+    watch: Callable[[SessionNote], None]
+    ports: Mapping[str, int] = field(default_factory=dict)
+    listen: Callable[[Event], None] | None = None
+    ready: Callable[[dict[str, tuple[str, int]]], None] | None = None
+    senders: bool = True
+    facts: dict[str, Any] = field(default_factory=dict)
 
-    def bounce(self, job: Job, decision: Decision) -> None:
-        """The MTA gives up on the job and tells the originator."""
-        ledger, i = self._ledger, job.index
-        self.done += 1
-        if job.relayed:
-            assert job.mta.relay_for is not None
-            self._stores.forwarded(job.mta.relay_for, job.message_id)  # leaves the relay's queue
-        status, reason = decision.status, decision.bounce or ""
-        ledger.bounced_at[i] = self._env.now
-        ledger.bounce_status[i] = ledger.texts.number(status)
-        ledger.bounce_reason[i] = ledger.texts.number(reason)
-        self._emit(
-            BounceEvent(
-                **self._stamp(),
-                message=job.message_id,
-                sender=job.mta.name,
-                originator=job.originator,
-                status=status,
-                reason=reason,
-                attempts=job.attempts,
-                last_error=job.last_error,
-                relay=job.mta.relay_for or "",
-            )
-        )
-        self._notify(job, decision)
 
-    def warn(self, job: Job, decision: Decision) -> None:
-        """A delay warning to the originator."""
-        job.warnings += 1
-        self._ledger.warnings[job.index] += 1
-        self._emit(
-            WarningEvent(
-                **self._stamp(),
-                message=job.message_id,
-                sender=job.mta.name,
-                attempts=job.attempts,
-                last_error=job.last_error,
-            )
-        )
-        self._notify(job, decision)
+class _ListenedLog(EventLog):
+    """An event log that also tells a listener of each event."""
 
-    def _notify(self, job: Job, decision: Decision) -> None:
-        """Build the RFC 3464 delay warning or bounce the MTA sends its originator."""
-        at = self._clock.datetime_at
-        original = self._content(job.index)
-        reporting = f"{job.mta.name}.example"
-        diagnostic = job.last_error or "no attempt was made"
-        arrival, last = at(job.arrival), at(self._env.now)
-        note: dsn.Notification | None
-        if decision.bounce is not None:
-            note = dsn.bounce(
-                original,
-                status=decision.status or "5.0.0",
-                reason=decision.bounce,
-                originator=job.originator,
-                recipients=job.recipient,
-                reporting_mta=reporting,
-                arrival=arrival,
-                last_attempt=last,
-                diagnostic=diagnostic,
-                envelope_id=job.message_id,
-            )
-        else:
-            gives_up = job.mta.policy.gives_up_after
-            until = job.arrival + (gives_up if gives_up is not None else 30 * 86400.0)
-            note = dsn.delay_warning(
-                original,
-                will_retry_until=at(until),
-                originator=job.originator,
-                recipients=job.recipient,
-                reporting_mta=reporting,
-                arrival=arrival,
-                last_attempt=last,
-                diagnostic=diagnostic,
-                envelope_id=job.message_id,
-            )
-        if note is not None:
-            self.notifications += 1
-            self._notify_sink(note)
+    def __init__(self, listen: Callable[[Event], None]) -> None:
+        super().__init__()
+        self._listen = listen
+
+    def emit(self, event: Event) -> None:
+        """Keep *event* and tell the listener."""
+        super().emit(event)
+        self._listen(event)
 
 
 class Replay:
@@ -248,17 +154,23 @@ class Replay:
         sink: EventSink | None = None,
         notes: Callable[[dsn.Notification], None] | None = None,
         interrupt: Interrupt | None = None,
+        live: LiveLink | None = None,
     ) -> None:
-        if transport not in ("wire", "memory"):
-            raise ValueError("transport is 'wire' or 'memory'")
+        if transport not in ("wire", "memory") or (live is not None and transport != "wire"):
+            raise ValueError("transport is 'wire' or 'memory'; a live run is on the wire")
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
-        self.transport_kind = transport
+        self.transport_kind = "live" if live is not None else transport
+        self.live = live
         self.progress = progress
         self.interrupt = interrupt
         self.clock = SimClock(scenario.clock)
         self.env = simpy.Environment()
-        self.log: EventSink = sink if sink is not None else EventLog()
+        if sink is None:
+            sink = EventLog() if live is None or live.listen is None else _ListenedLog(live.listen)
+        self.log: EventSink = sink
+        #: outside mail of a live run (a message stored that no simulated sender submitted), by message id
+        self.outside: dict[str, MessageRecord] = {}
         self.notifications: list[dsn.Notification] = []
         self.notes = _Notes(notes if notes is not None else self.notifications.append)
         relays = {s.name for s in scenario.servers if s.relay is not None}
@@ -276,11 +188,13 @@ class Replay:
                 domains=spec.domains,
                 hostname=spec.hostname or f"{spec.name}.{spec.domains[0]}",
                 stores=self.stores,
-                now=lambda: self.env.now,
+                now=self.server_now if live is not None else lambda: self.env.now,
                 on_commit=self._on_commit,
                 mode=Mode(spec.initially),
                 seed=self.seed,
             )
+            if live is not None:
+                self.servers[spec.name].watch = live.watch
             if spec.relay is not None:
                 policy = build_policy(spec.relay.policy)
                 rng = random.Random(f"{self.seed}/policy/relay/{spec.name}")
@@ -288,10 +202,13 @@ class Replay:
                     spec.name, spec.name, policy, policy.start(rng), Resolver(self.dns), relay_for=spec.name
                 )
         self.ledger, self.mtas = plan_arrivals(scenario, self.clock, self.dns, self.seed)
+        if live is not None and not live.senders:
+            self.ledger.truncate(0)
         self.arrived = 0  #: messages whose arrival the clock has reached
         self.started = 0  #: jobs started (each message's, and each relay hand-off)
-        self.keeper = _Keeper(self)
+        self.keeper = LedgerKeeper(self)
         self.probes = HostProbes(self.env)
+        self.rounds = Rounds(self.env)
         self._relay_inbox: list[tuple[str, str, float]] = []
         self._late: list[tuple[SessionPlan, ReceivingServer, SessionContext, Timeouts]] = []
         self._stamp_at = -1.0
@@ -306,12 +223,24 @@ class Replay:
             self._stamp = {"t": float(round(now, 3)), "time": self.clock.iso(now)}
         return self._stamp
 
+    def server_now(self) -> float:
+        """A live run's time for the servers: the wall clock's, between the last instant run and the next one."""
+        assert self.live is not None
+        env = self.env
+        return max(env.now, min(self.live.wall(), env.peek()))
+
     def _known(self, message_id: str) -> bool:
         """Whether *message_id* names one of this run's messages (arrived or not)."""
         return self.ledger.index_of(message_id) is not None
 
     def _on_commit(self, message_id: str, server: str, now: float) -> None:
         i = self.ledger.index_of(message_id)
+        if (i is None or i >= self.arrived) and self.live is not None:
+            record = self.outside.get(message_id)
+            if record is None:
+                record = self.outside[message_id] = self.live.commit(message_id, server, now)
+            record.copies += 1
+            return
         if i is None or i >= self.arrived:
             self.servers[server].errors.append(RunError(f"{server} stored an unknown message {message_id}"))
             return
@@ -359,6 +288,7 @@ class Replay:
             stamp=self.stamp,
             keeper=self.keeper,
             probes=self.probes,
+            rounds=self.rounds,
             unreachable=self._unreachable,
             failed=self._failed,
         )
@@ -394,9 +324,15 @@ class Replay:
             await wire.reconcile()
 
     def _log_foreign(self) -> None:
-        """Log the foreign sessions that ended: outside traffic, kept apart from the ledger."""
+        """Log the foreign sessions that ended: outside traffic, kept apart from the ledger.
+
+        In a live run outside traffic is what the run records (``outside`` events, ledger rows).
+        """
         for name, server in self.servers.items():
-            for s in sorted(server.foreign.take_ended(), key=lambda s: s.number):
+            ended = server.foreign.take_ended()
+            if self.live is not None:
+                continue
+            for s in sorted(ended, key=lambda s: s.number):
                 self.log.emit(
                     ForeignEvent(
                         **self.stamp(),
@@ -484,9 +420,10 @@ class Replay:
         """Replay the scenario and return its result."""
         started = time.perf_counter()
         transport: Transport
-        if self.transport_kind == "wire":
+        if self.transport_kind != "memory":
+            ports = self.live.ports if self.live is not None else {}
             for name, logic in self.servers.items():
-                self.wire[name] = WireServer(logic)
+                self.wire[name] = WireServer(logic, port=ports.get(name, 0))
             transport = SmtpTransport(self.scenario.engine.wire_timeout, self.wire)
         else:
             transport = MemoryTransport(self.servers)
@@ -494,6 +431,8 @@ class Replay:
         try:
             for wire in self.wire.values():
                 await wire.start()
+            if self.live is not None and self.live.ready is not None:
+                self.live.ready({name: wire.address for name, wire in self.wire.items()})
             scene = Scene(self.env, self.clock, self.servers, self.stores, self.dns, self.log.emit, self.stamp)
             self.env.process(timeline_process(scene, self.scenario.timeline))
             couriers = self._couriers()
@@ -502,6 +441,10 @@ class Replay:
             progress = self.progress
             report = (lambda now: progress(self.pulse())) if progress is not None else None
             interrupt = self.interrupt
+            pace = None
+            if self.live is not None:
+                pace = self.live.pace
+                self.env.timeout(self.clock.end)  # a live run serves until its clock ends, events or not
             collect = gc.get_threshold()
             # Millions of short-lived events and few reference cycles: collect the young generation less often,
             # and never rescan what was built before the clock started (the scenario, the ledger's tables).
@@ -514,21 +457,29 @@ class Replay:
                     self._after_flush,
                     report,
                     interrupt.requested if interrupt is not None else None,
+                    pace=pace,
                 )
             finally:
                 gc.set_threshold(*collect)
                 gc.unfreeze()
+            # A live run stops at the wall clock's moment (its servers went on serving until then).
+            now = self.server_now() if stopped and self.live is not None else self.env.now
         finally:
             for wire in self.wire.values():
                 await wire.stop()
         self._log_foreign()
-        now = self.env.now
         ledger = self.ledger
         if stopped:
             # Interrupted: the messages submitted so far, each as it stands at this instant.
             ledger.truncate(self.arrived)
         elif self.arrived != len(ledger):  # pragma: no cover - arrivals after the end are not made
             raise RunError(f"scenario {self.scenario.name}: {len(ledger) - self.arrived} message(s) never arrived")
+        if self.outside:
+            # A live run's outside mail: rows of their own after the simulated senders' (named as they came).
+            builder = LedgerBuilder(ledger.servers)
+            for record in (*ledger.rows(), *self.outside.values()):
+                builder.add(record)
+            ledger = self.ledger = builder.finish()
         counts = ledger.finalize(self.stores.holdings(now if stopped else self.clock.end))
         policies: dict[str, tuple[str, float | None]] = {}
         for mta in self.mtas:
@@ -553,6 +504,7 @@ class Replay:
             policies=policies,
             interrupted_by=interrupt.reason if stopped and interrupt is not None else "",
             stopped_at=now if stopped else None,
+            live=self.live.facts if self.live is not None else None,
         )
 
 

@@ -11,7 +11,9 @@ Message events: ``submit``, ``relay_queued``, ``attempt``, ``reply``,
 ``relayed``, ``warning``, ``bounce``. Timeline events: ``server``,
 ``crash``, ``backup``, ``backup_schedule``, ``restore``, ``disk_recovered``,
 ``disk_lost``, ``fault``, ``fault_cleared``, ``dns``. Outside traffic:
-``foreign`` (a connection the engine did not open; it never changes the ledger).
+``foreign`` (a connection the engine did not open; in a replay it never
+changes the ledger) and, in a live run, ``outside`` (an outside MTA turned
+away, refused a command, or handing over a message it is recorded for).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ __all__ = [
     "FaultClearedEvent",
     "DnsEvent",
     "ForeignEvent",
+    "OutsideEvent",
     "MARK_EVENTS",
     "write_events",
     "read_events",
@@ -345,6 +348,31 @@ class ForeignEvent(_Event):
     error: str = ""
 
 
+# ---------------------------------------------------------------- a live run's outside MTAs
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutsideEvent(_Event):
+    """A connection nobody announced (an outside MTA in a live run) met the server at one step.
+
+    ``stage`` is where: ``greeting`` (turned away, or never greeted), a
+    command that was refused, or ``dot`` (the message handed over: accepted
+    with a 250, refused, or the connection dropped after the commit).
+    ``client`` is the name it gave in EHLO, ``peer`` its address.
+    """
+
+    type: Literal["outside"] = "outside"
+    server: str
+    peer: str
+    client: str
+    stage: str
+    act: str  #: reply, close (a 421 and hang-up), silent (never answered), drop (committed, then hung up)
+    code: int | None
+    text: str
+    mail_from: str = ""
+    rcpt: list[str] = field(default_factory=list)
+    message: str = ""  #: the ledger key of the message handed over (its Message-ID)
+    turned_away: bool = False  #: a 421 from a server at its capacity limit
+
+
 Event = Annotated[
     SubmitEvent
     | RelayQueuedEvent
@@ -368,7 +396,8 @@ Event = Annotated[
     | FaultEvent
     | FaultClearedEvent
     | DnsEvent
-    | ForeignEvent,
+    | ForeignEvent
+    | OutsideEvent,
     Field(discriminator="type"),
 ]
 """Any event of ``events.jsonl``."""

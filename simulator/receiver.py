@@ -48,11 +48,17 @@ time the engine charges to its senders; a client that is not on the
 simulated clock sees no delay, and no stall. Foreign and announced sessions
 have separate histories: a foreign client neither fills a capacity limit
 for the engine's sessions nor starts their greylisting period.
+
+A server may be *watched* (``ReceivingServer.watch``, the live mode): then
+foreign connections are the outside MTAs the run is about. They share the
+engine's history (capacity limits and greylisting count every client, as a
+real server's do), their mail is committed to the disks like the engine's,
+and each step at which one ends, is refused or hands over a message is
+reported as a ``SessionNote`` with what the client has said so far.
 """
 
 from __future__ import annotations
 
-import re
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -77,6 +83,8 @@ from .faults import (
 from .policies import Stage
 from .replies import reply_code
 from .server.foreign import ForeignSession, ForeignTraffic, SessionBook
+from .server.ids import OWN_DOMAIN, message_id_of
+from .server.steps import Act, SessionNote, Step
 from .store import MailStores
 
 __all__ = [
@@ -88,20 +96,15 @@ __all__ = [
     "ServerSession",
     "Step",
     "Act",
+    "SessionNote",
     "message_id_of",
+    "OWN_DOMAIN",
 ]
 
-_MESSAGE_ID = re.compile(rb"^Message-ID:\s*<([^>\r\n]+)>", re.IGNORECASE | re.MULTILINE)
 _FOREIGN_ID_MAX = 64  # a foreign Message-ID is kept (and echoed) at most this long
 
 _ENVELOPE_STAGES = frozenset({Stage.EHLO, Stage.MAIL, Stage.RCPT, Stage.DATA, Stage.DOT})
 """The stages an envelope decision can answer at."""
-
-
-def message_id_of(content: bytes) -> str | None:
-    """The ledger key of a raw message: the Message-ID's part before ``@``."""
-    match = _MESSAGE_ID.search(content)
-    return match.group(1).decode("ascii", "replace").partition("@")[0] if match else None
 
 
 class Mode(StrEnum):
@@ -147,38 +150,6 @@ class Admission:
 
     plan: SessionPlan
     faults: tuple[FaultSpec, ...]
-
-
-class Act(StrEnum):
-    """How the server answers one step."""
-
-    REPLY = "reply"  #: send the reply and carry on
-    CLOSE = "close"  #: send the refusal, then hang up (a 421 greeting)
-    SILENT = "silent"  #: never answer: the client times out
-    DROP = "drop"  #: the message is committed, then the connection drops before the reply
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """What the server does at one step of the dialogue: an ``Act`` and its reply."""
-
-    act: Act
-    reply: str = ""
-
-    @classmethod
-    def say(cls, reply: str) -> Step:
-        """Send *reply* and carry on."""
-        return cls(Act.REPLY, reply)
-
-    @property
-    def positive(self) -> bool:
-        """True when the client hears a 2xx or 3xx reply and the dialogue goes on."""
-        return self.act is Act.REPLY and self.reply[:1] in ("2", "3")
-
-    @property
-    def code(self) -> int | None:
-        """The reply code, or None when the client hears nothing."""
-        return reply_code(self.reply) if self.act in (Act.REPLY, Act.CLOSE) else None
 
 
 _SILENT = Step(Act.SILENT)
@@ -237,6 +208,7 @@ class ReceivingServer:
         self.faults: list[_ActiveFault] = []
         self.book = SessionBook()
         self.foreign = ForeignTraffic(name)
+        self.watch: Callable[[SessionNote], None] | None = None
 
     @property
     def sessions_planned(self) -> int:
@@ -472,7 +444,7 @@ class ServerSession:
         self.foreign: ForeignSession | None = None
         if plan is None:
             self.foreign = server.foreign.open(peer, server._now())
-            admission = server.connect(server.foreign.book)
+            admission = server.connect(self._book())
             plan, self._faults = admission.plan, admission.faults
             self.foreign.turned_away = plan.turned_away
         else:
@@ -487,9 +459,9 @@ class ServerSession:
         """On connect: the 220 greeting, silence, or a 421 and close."""
         plan = self.plan
         if plan.greeting == "silent" or plan.stall is Stage.GREETING:
-            return _SILENT
+            return self._noted(Stage.GREETING, _SILENT)
         if plan.greeting == "tempfail":
-            return Step(Act.CLOSE, plan.greeting_reply)
+            return self._noted(Stage.GREETING, Step(Act.CLOSE, plan.greeting_reply))
         return Step.say(replies.GREETING.format(hostname=self.server.hostname))
 
     def ehlo(self, hostname: str) -> Step:
@@ -499,7 +471,9 @@ class ServerSession:
         if self.plan.stall is Stage.EHLO:
             return _SILENT
         reply = self._fault_reply(Stage.EHLO)
-        return Step.say(replies.EHLO_OK.format(hostname=self.server.hostname) if reply is None else reply)
+        if reply is None:
+            return Step.say(replies.EHLO_OK.format(hostname=self.server.hostname))
+        return self._noted(Stage.EHLO, Step.say(reply))
 
     def mail(self, address: str) -> Step:
         """MAIL FROM *address*."""
@@ -508,7 +482,7 @@ class ServerSession:
         if self.plan.stall is Stage.MAIL:
             return _SILENT
         reply = self._fault_reply(Stage.MAIL)
-        return _SENDER_OK if reply is None else Step.say(reply)
+        return _SENDER_OK if reply is None else self._noted(Stage.MAIL, Step.say(reply))
 
     def rcpt(self, address: str) -> Step:
         """RCPT TO *address*: a fault's reply, a domain not served here, or accepted."""
@@ -516,7 +490,7 @@ class ServerSession:
             return _SILENT
         reply = self._fault_reply(Stage.RCPT, address) or self.server.rcpt(address)
         if reply is not None:
-            return Step.say(reply)
+            return self._noted(Stage.RCPT, Step.say(reply), rcpt=address)
         self._recipients.append(address)
         return _RECIPIENT_OK
 
@@ -525,7 +499,7 @@ class ServerSession:
         if self.plan.stall is Stage.DATA:
             return _SILENT
         reply = self._fault_reply(Stage.DATA)
-        return _START_DATA if reply is None else Step.say(reply)
+        return _START_DATA if reply is None else self._noted(Stage.DATA, Step.say(reply))
 
     def dot(self, content: bytes) -> Step:
         """The final dot: commit *content* through the server and return its reply.
@@ -541,15 +515,16 @@ class ServerSession:
             decided = self._decide(Stage.DOT, self._context(Stage.DOT))
             reply, drop = decided.reply_at(Stage.DOT), decided.drop_after_commit
         recipient = self._recipients[0] if self._recipients else ""
-        self.reset()
         if reply is None:
-            if self.foreign is None:
+            if self.foreign is None or self.server.watch is not None:  # a watched server stores outside mail
                 reply = self.server.data(content, recipient)
             else:
                 reply = self.server.keep_apart(content, self.foreign)
-        if drop and reply_code(reply) == 250:
-            return Step(Act.DROP, reply)
-        return Step.say(reply)
+        step = Step(Act.DROP, reply) if drop and reply_code(reply) == 250 else Step.say(reply)
+        if self.foreign is not None:
+            self._noted(Stage.DOT, step, message_id=message_id_of(content))
+        self.reset()
+        return step
 
     def rset(self) -> Step:
         """RSET: forget the transaction."""
@@ -572,8 +547,35 @@ class ServerSession:
             return self.plan.reply_at(stage)
         return self._decide(stage, self._context(stage, rcpt)).reply_at(stage)
 
+    def _book(self) -> SessionBook:
+        """Whose history this session's decisions use: the engine's, or the foreign clients' own.
+
+        On a watched server (a live run) every client shares the engine's, as at a real server.
+        """
+        server = self.server
+        return server.book if self.foreign is None or server.watch is not None else server.foreign.book
+
+    def _noted(self, stage: Stage, step: Step, *, rcpt: str = "", message_id: str | None = None) -> Step:
+        """Tell the server's watcher, if any, what a foreign connection met; return *step*."""
+        watch = self.server.watch
+        if watch is not None and self.foreign is not None:
+            watch(
+                SessionNote(
+                    server=self.server.name,
+                    peer=self.foreign.peer,
+                    stage=stage,
+                    step=step,
+                    helo=self._helo,
+                    mail_from=self._mail_from,
+                    rcpt=(rcpt,) if rcpt else tuple(self._recipients),
+                    message_id=message_id,
+                    turned_away=self.plan.turned_away,
+                )
+            )
+        return step
+
     def _decide(self, stage: Stage, ctx: SessionContext) -> SessionPlan:
-        book = self.server.book if self.foreign is None else self.server.foreign.book
+        book = self._book()
         attempt = self._attempts.get(ctx.message_id)
         if attempt is None:  # the first time this session meets the key
             attempt = self._attempts[ctx.message_id] = self.server.count_attempt(ctx.message_id, book)

@@ -99,6 +99,8 @@ class RunResult:
     """What stopped the run before the clock's end (``SIGINT``, ``SIGTERM``); empty for a complete run."""
     stopped_at: float | None = None
     """The simulated second an interrupted run stopped at."""
+    live: dict[str, Any] | None = None
+    """How a live run was served (``simulator.live``: speed, the wall-clock moment of second 0, ports)."""
 
     events_path: Path | None = None
 

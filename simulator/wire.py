@@ -241,10 +241,10 @@ class ServerHandler:
 class WireServer:
     """One aiosmtpd server whose listener follows its ``ReceivingServer``'s mode."""
 
-    def __init__(self, logic: ReceivingServer) -> None:
+    def __init__(self, logic: ReceivingServer, port: int = 0) -> None:
         self.logic = logic
         self.handler = ServerHandler(logic)
-        self.port = 0
+        self.port = port  #: 0 until started: any free port
         self._server: asyncio.Server | None = None
         self._placeholder: socket.socket | None = None
         self._plans: dict[int, SessionPlan] = {}

@@ -79,7 +79,7 @@ def test_deferral_and_bounce():
 2024-03-05 10:00:05 1aaaaa-000001-AA == bob@example.org R=dnslookup T=remote_smtp defer (-44) H=mx.example.org [192.0.2.5]: SMTP error from remote mail server after RCPT TO:<bob@example.org>: 451 4.3.0 try later
 2024-03-05 10:00:06 1aaaaa-000001-AA ** nobody@example.org R=local_user: Unrouteable address
 """)
-    assert found[0][4:] == (
+    assert found[0][4:9] == (
         "bob@example.org",
         "remote_smtp",
         "deferred",

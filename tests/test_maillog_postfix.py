@@ -90,8 +90,9 @@ Mar  5 10:05:03 mx1 postfix/qmgr[9]: 4ABC123DEF: removed
         "deferred",
         "4.2.0",
         "host mx1[private/dovecot-lmtp] said: 451 4.2.0 Mailbox is locked",
+        "lmtp",
     )
-    assert found[2][4:] == ("bob@example.org", "local", "sent", "2.0.0", "delivered to mailbox")
+    assert found[2][4:9] == ("bob@example.org", "local", "sent", "2.0.0", "delivered to mailbox")
     assert found[3] == Removed(datetime(2024, 3, 5, 10, 5, 3), "maillog", 6, "4ABC123DEF")
 
 

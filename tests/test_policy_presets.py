@@ -87,7 +87,10 @@ EXIM_Q1 = (
 # Exim default rule, -q30m, beyond 72h (horizon 5 d): bounce time
 EXIM_Q30_5D = (
     0, 1800, 3600, 5400, 7200, 9000, 12600, 18000, 27000, 39600, 59400, 81000, 102600, 124200,
-    145800, 167400, 189000, 210600, 232200, 253800, 275400, 297000, 318600, 340200, 361800,
+    145800, 167400, 189000, 210600, 232200, 253800, 275400, 297000, 318600, 340200,
+    # 4 d (345600 s) is on the grid, not past it: the first queue run past the final cutoff is
+    # 347400, which tries the message although the host waits until 361800, and bounces it.
+    347400,
 )
 # qmail remote channel (chanskip 20), first attempt at 0
 QMAIL = (
@@ -263,7 +266,7 @@ def test_exim_bounces_after_four_days_of_host_failure_with_warnings_every_day():
     outcome = all_attempts_fail(policy("exim"), hours=120)
     assert outcome.attempts == tuple(float(t) for t in EXIM_Q30_5D)
     assert outcome.warnings == (102600.0, 189000.0, 275400.0)
-    assert outcome.bounce_at == 361800
+    assert outcome.bounce_at == 347400  # 96.5 h, not the host's next retry time (100.5 h)
     assert outcome.bounce_reason == "retry timeout exceeded"
 
 
@@ -279,7 +282,20 @@ def test_exim_delay_warnings_match_the_reference(runner, warnings):
 def test_exim_queue_runner_phase():
     outcome = all_attempts_fail(policy("exim", queue_runner_phase="15m"), hours=120)
     assert outcome.attempts[:12] == (0, 900, 2700, 4500, 6300, 8100, 11700, 17100, 26100, 38700, 58500, 80100)
-    assert outcome.bounce_at == 360900
+    # Runs at 900 + 1800k: the first past 4 d (345600 s) is 346500 (the host would wait until 360900).
+    assert outcome.bounce_at == 346500
+
+
+def test_exim_bounces_at_the_first_queue_run_past_the_cutoff_as_the_real_exim_did():
+    # real-mtas.md: Exim 4.96, rule F,40s,4s; G,2m,8s,2, exim -q4s, the server refusing: it
+    # connects at the host's retry times and bounces at the first queue run after the final
+    # cutoff (121 s), not at the host's next retry time (161 s).
+    exim = policy("exim", retry_rule="F,40s,4s; G,2m,8s,2", queue_runner="4s", queue_runner_phase="1s", delay_warning=0)
+    outcome = all_attempts_fail(exim, hours=1)
+    # F: every 4 s on the runs at 1 + 4k until 40 s of failure; G: gaps 8, 16, 32 (then 64).
+    assert outcome.attempts == (0, *range(5, 42, 4), 49, 65, 97, 121)
+    assert outcome.bounce_at == 121
+    assert outcome.bounce_reason == "retry timeout exceeded"
 
 
 def test_qmail_bounces_at_its_first_attempt_after_the_queue_lifetime():

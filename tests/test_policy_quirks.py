@@ -311,14 +311,17 @@ def test_sendmail_skips_a_host_down_in_this_queue_run_and_tries_the_backup() -> 
 def test_postfix_dead_destination_holds_every_mx_host() -> None:
     policy = preset("postfix")
     st = policy.start(random.Random(0))
-    views = [msg(f"m{i}") for i in range(5)]
-    for v in views:
-        assert st.before_connect(v, MX1, 0) is None
-    for v in views:
-        st.after_failure(v, refused(MX1), 0)  # five concurrent failures: the destination is dead
-    log, decision = mx_round(policy, st, msg("late", 10), 10, primary_down)
+    for i in range(2):
+        log, _ = mx_round(policy, st, msg(f"m{i}"), 0, all_down)  # new mail: isolated, no count
+        assert log == [(MX1, "connect"), (MX2, "connect")]
+    # The retry round at 300, one message at a time: four refusals (two per message, one
+    # per host) add 1/5 + 1/4 + 1/3 + 1/2 >= 1 failed cohorts: the destination is dead.
+    for i in range(2):
+        log, _ = mx_round(policy, st, msg(f"m{i}", attempts=3), 300, all_down)
+        assert log == [(MX1, "connect"), (MX2, "connect")]
+    log, decision = mx_round(policy, st, msg("late", 310), 310, primary_down)
     assert len(log) == 1 and log[0][1].startswith("delivery temporarily suspended")
-    assert decision is not None and decision.retry_at == 600
+    assert decision is not None and decision.retry_at == 900  # 310 + 300 - 1 -> the scan at 900
 
 
 def test_suspensions_of_per_message_policies_do_not_move_on() -> None:

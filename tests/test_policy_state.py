@@ -2,7 +2,10 @@
 
 ``Sender`` below calls a policy state the way the replay engine does: all
 attempts due at one instant call ``before_connect`` first, then their
-results are applied in order with ``after_failure`` / ``after_success``.
+results are applied in order with ``after_failure`` / ``after_success``;
+for a policy with ``serial_rounds`` (Postfix) the retry round goes out one
+message at a time, each after the outcome of the one before, and then the
+new mail of that instant, the same way.
 """
 
 from __future__ import annotations
@@ -41,8 +44,9 @@ class Msg:
 class Sender:
     """Drives several messages through one PolicyState against one host."""
 
-    def __init__(self, st) -> None:
+    def __init__(self, st, serial: bool = False) -> None:
         self.st = st
+        self.serial = serial
         self.due: dict[str, float] = {}
         self.msgs: dict[str, Msg] = {}
         self.bounced: dict[str, tuple[float, str]] = {}
@@ -66,6 +70,15 @@ class Sender:
         """Run every attempt due at the earliest time; *outcome* None means accepted."""
         now = min(self.due.values())
         batch = [mid for mid, t in self.due.items() if t == now]
+        if not self.serial:
+            self._round(batch, now, outcome)
+            return now
+        retries = [mid for mid in batch if self.msgs[mid].attempts]
+        for mid in retries + [mid for mid in batch if mid not in retries]:
+            self._round([mid], now, outcome)
+        return now
+
+    def _round(self, batch: list[str], now: float, outcome: Failure | None) -> None:
         held: dict[str, Failure | None] = {}
         for mid in batch:
             msg = self.msgs[mid]
@@ -80,7 +93,6 @@ class Sender:
                 del self.due[mid]
                 continue
             self._apply(msg, self.st.after_failure(msg.view(), failure, now), now)
-        return now
 
     def run_until(self, end: float, outcome: Failure | None = REFUSED) -> None:
         while self.due and min(self.due.values()) <= end:
@@ -109,10 +121,14 @@ def test_exim_messages_share_the_host_schedule_and_cutoff():
     s.submit("b", 10 * 3600 + 60)
     assert s.due["b"] == s.due["a"]
     s.run_until(6 * 86400)
-    # The cutoff counts from the host's first failure, so b, queued 10 h later,
-    # bounces at the same moment as a: less than 4 days after its own arrival.
-    assert s.bounced["a"] == (361800, "retry timeout exceeded")
-    assert s.bounced["b"][0] == 361800
+    # a is tried at the first queue run past the final cutoff (4 d = 345600 s is on the
+    # grid, so 347400), although the host waits until 361800, and bounces. The cutoff
+    # counts from the host's first failure, so b, queued 10 h later, finds the host
+    # expired at the next queue run and bounces without an attempt: less than 4 days
+    # after its own arrival.
+    assert s.bounced["a"] == (347400, "retry timeout exceeded")
+    assert s.bounced["b"] == (349200, "retry time not reached for any host after a long failure period")
+    assert s.msgs["b"].log[-1] == (349200, "suspended")
     assert s.bounced["b"][0] - s.msgs["b"].arrival < 4 * 86400
 
 
@@ -120,22 +136,22 @@ def test_exim_bounces_new_mail_at_once_after_the_cutoff_then_tries_once():
     s = Sender(state("exim"))
     s.submit("a", 0)
     s.run_until(6 * 86400)
-    assert s.bounced["a"][0] == 361800
-    late = s.submit("c", 361800 + 100)
+    assert s.bounced["a"][0] == 347400
+    late = s.submit("c", 347400 + 100)
     assert late.bounce is not None and "long failure period" in late.bounce
     # After the post-cutoff retry time (the last rule's 6 h) one attempt is made.
-    again = s.submit("d", 361800 + 6 * 3600)
-    assert again.retry_at == 361800 + 6 * 3600
+    again = s.submit("d", 347400 + 6 * 3600)
+    assert again.retry_at == 347400 + 6 * 3600
     s.step()
-    assert s.bounced["d"] == (361800 + 6 * 3600, "retry timeout exceeded")
+    assert s.bounced["d"] == (347400 + 6 * 3600, "retry timeout exceeded")
 
 
 def test_exim_without_delay_after_cutoff_tries_new_mail_after_the_cutoff():
     s = Sender(state("exim", delay_after_cutoff=False))
     s.submit("a", 0)
     s.run_until(6 * 86400)
-    late = s.submit("c", 361800 + 100)
-    assert late.retry_at == 361800 + 100
+    late = s.submit("c", 347400 + 100)
+    assert late.retry_at == 347400 + 100
 
 
 def test_exim_success_clears_the_host_record():
@@ -176,52 +192,98 @@ def test_exim_queue_runs_are_counted_from_the_start_not_from_arrival():
 # -- Postfix: the dead-destination hold ------------------------------------
 
 
-def test_postfix_destination_dies_after_concurrent_failures_and_holds_for_minimal_backoff():
-    s = Sender(state("postfix"))
+def test_postfix_retry_round_goes_out_one_message_at_a_time_and_four_failures_kill_it():
+    s = Sender(state("postfix"), serial=True)
+    for i in range(10):
+        s.submit(f"m{i}", 0)
+    s.step()  # new mail: each first delivery is isolated, all ten connect
+    assert [m.log for m in s.msgs.values()] == [[(0, "connect")]] * 10
+    assert set(s.due.values()) == {300}  # 0 + 300 - 1 -> the scan at 300
+    s.step()
+    # The scan hands the messages out one at a time: 1/5 + 1/4 + 1/3 + 1/2 >= 1 after the
+    # fourth refusal, so the destination is dead and the other six are not tried.
+    assert [m.log[-1][1] for m in s.msgs.values()] == ["connect"] * 4 + ["suspended"] * 6
+    assert set(s.due.values()) == {600}  # suspended or not, the age rule: 300 + 300 - 1 -> 600
+    s.step()  # dead for minimal_backoff_time (300 s): alive again at 600, the same again
+    assert [m.log[-1] for m in s.msgs.values()] == [(600, "connect")] * 4 + [(600, "suspended")] * 6
+
+
+def test_postfix_dead_destination_suspends_new_mail_for_minimal_backoff():
+    s = Sender(state("postfix"), serial=True)
     for i in range(5):
         s.submit(f"m{i}", 0)
-    s.step()  # five concurrent deliveries, all refused
-    assert all(m.log == [(0, "connect")] for m in s.msgs.values())
-    late = s.submit("late", 10)
-    assert late.retry_at == 10
     s.step()
-    assert s.msgs["late"].log == [(10, "suspended")]
-    assert s.due["late"] == 600  # still scheduled by the age rule (10 + 300 - 1 -> scan at 600)
+    s.step()  # the retry round at 300 kills the destination at its fourth failure
+    late = s.submit("late", 310)
+    assert late.retry_at == 310
+    s.step()
+    assert s.msgs["late"].log == [(310, "suspended")]
+    assert s.due["late"] == 900  # still scheduled by the age rule (310 + 300 - 1 -> scan at 900)
     st = s.st
-    probe = MessageView("probe", 200, 1, 0, DEST)
-    held = st.before_connect(probe, HOST, 200)
+    probe = MessageView("probe", 500, 1, 0, DEST)
+    held = st.before_connect(probe, HOST, 500)
     assert held is not None and held.text.startswith("delivery temporarily suspended: ")
     assert "Connection refused" in held.text
-    assert st.before_connect(probe, HOST, 300) is None  # minimal_backoff_time later
+    assert st.before_connect(probe, HOST, 600) is None  # minimal_backoff_time after 300
+
+
+def test_postfix_new_mail_a_second_after_others_failed_on_arrival_connects():
+    # The real Postfix 3.7.11: six messages refused with 421 on arrival, four more a second
+    # later; the four connected (real-mtas.md). First deliveries never mark the destination dead.
+    s = Sender(state("postfix"), serial=True)
+    greeting = Failure(FailureKind.TEMPFAIL, Stage.GREETING, HOST, 421, "4.3.2 Service shutting down")
+    for i in range(6):
+        s.submit(f"a{i}", 0)
+    s.step(greeting)
+    for i in range(4):
+        s.submit(f"b{i}", 1)
+    s.step(greeting)
+    assert [s.msgs[f"b{i}"].log for i in range(4)] == [[(1, "connect")]] * 4
+
+
+def test_postfix_tells_how_many_failures_in_flight_cannot_change_its_answer():
+    st = state("postfix")
+    # Window 5: 1/5 + 1/4 + 1/3 < 1 <= ... + 1/2, so three failures cannot kill a destination, four can.
+    assert [st.decides_alike(DEST, n, 300) for n in range(6)] == [True, True, True, True, False, False]
+    legacy = state("postfix-legacy")  # dead when the window reaches 0: five failures
+    assert [legacy.decides_alike(DEST, n, 300) for n in range(7)] == [True] * 5 + [False, False]
+    s = Sender(st, serial=True)
+    for i in range(5):
+        s.submit(f"m{i}", 0)
+    s.step()
+    s.step()  # the round at 300 kills the destination: from then on nothing can change the answer
+    assert st.decides_alike(DEST, 10, 310)
 
 
 def test_postfix_single_message_never_kills_its_destination():
-    s = Sender(state("postfix"))
+    s = Sender(state("postfix"), serial=True)
     s.submit("a", 0)
     s.run_until(86400)
     assert all(kind == "connect" for _, kind in s.msgs["a"].log)
 
 
 def test_postfix_message_level_failures_do_not_kill_the_destination():
-    s = Sender(state("postfix"))
-    for i in range(5):
+    s = Sender(state("postfix"), serial=True)
+    for i in range(10):
         s.submit(f"m{i}", 0)
+    s.step()
     s.step(Failure(FailureKind.TEMPFAIL, Stage.MAIL, HOST, 452, "4.3.1 insufficient storage"))
-    assert s.st.before_connect(MessageView("x", 5, 1, 0, DEST), HOST, 5) is None
+    assert [m.log[-1] for m in s.msgs.values()] == [(300, "connect")] * 10
 
 
 def test_postfix_legacy_dies_when_the_window_reaches_zero():
-    s = Sender(state("postfix-legacy"))
-    for i in range(4):
+    s = Sender(state("postfix-legacy"), serial=True)
+    for i in range(6):
         s.submit(f"m{i}", 0)
     s.step()
-    assert s.st.before_connect(MessageView("x", 5, 1, 0, DEST), HOST, 5) is None
-    s2 = Sender(state("postfix-legacy"))
-    for i in range(5):
+    s.step()  # the round at 1000: the window goes 5 -> 0 in five failures, the sixth waits
+    assert [m.log[-1][1] for m in s.msgs.values()] == ["connect"] * 5 + ["suspended"]
+    s2 = Sender(state("postfix-legacy"), serial=True)
+    for i in range(4):
         s2.submit(f"m{i}", 0)
     s2.step()
-    held = s2.st.before_connect(MessageView("x", 5, 1, 0, DEST), HOST, 5)
-    assert held is not None and held.kind is FailureKind.SUSPENDED
+    s2.step()
+    assert s2.st.before_connect(MessageView("x", 1005, 1, 0, DEST), HOST, 1005) is None
 
 
 def test_postfix_scan_grid_is_counted_from_the_start():

@@ -417,6 +417,7 @@ class Analysis:
             "delivery_delay": self.delays,
             "recoveries": self.recoveries,
             **self.status,
+            **({"live": f.live} if f.live else {}),
         }
 
     @property

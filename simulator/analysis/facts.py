@@ -57,6 +57,7 @@ class RunFacts:
     sources: tuple[dict[str, Any], ...] = ()
     interrupted_by: str = ""  #: what stopped the run before the clock's end (``SIGINT``, ``SIGTERM``)
     stopped_at: float | None = None  #: when an interrupted run stopped, in simulated seconds
+    live: dict[str, Any] | None = None  #: how a live run was served: speed, second 0 on the wall clock, ports
     """The public reports the scenario encodes: ``title``, ``url``, ``published``, ``via``, ``quotes``."""
     fold: EventFold | None = None
     """The events already folded as they streamed (then ``events`` is not read)."""

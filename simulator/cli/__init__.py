@@ -162,7 +162,7 @@ def render(run: Run, console: Console) -> None:
     """Print the run's tables: overall, by submission window, by sender group, delays, recoveries."""
     a = run.analysis
     s = run.scenario
-    where = "on the wire" if run.transport == "wire" else "SMTP sessions, in memory"
+    where = {"wire": "on the wire", "live": "on the wire, live"}.get(run.transport, "SMTP sessions, in memory")
     console.print(
         f"[bold]{s.name}[/bold] seed {run.seed}: {a.messages} messages, {a.attempts} attempts "
         f"({a.connections} {where}), {run.clock.iso(0)} to {run.clock.iso(run.clock.end)}, "
@@ -481,6 +481,8 @@ def main() -> None:
 
 # Further commands live in modules of this package (simulator/cli/<name>.py), each
 # registering itself on ``app`` when imported here, one line per module.
+from . import fidelity as _fidelity  # noqa: E402, F401  (smtp-outage fidelity)
 from . import importlog  # noqa: E402, F401  (smtp-outage import)
 from . import incidents as _incidents  # noqa: E402,F401  (smtp-outage incidents)
+from . import serve as _serve  # noqa: E402, F401  (smtp-outage serve)
 from . import sweep as _sweep  # noqa: E402,F401  (smtp-outage sweep)

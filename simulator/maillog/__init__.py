@@ -16,6 +16,10 @@ deferred or bounced), ``Removed``, ``Expired``, ``Disconnect``, ``Rejected``,
 one line at a time; ``PostfixParser.entry`` takes a line whose syslog header
 was read elsewhere.
 
+The sending side (``simulator.maillog.sending``): ``sending_history`` turns
+a sending MTA's records into its messages with their attempts (connected or
+suspended) and how each ended, for ``smtp-outage fidelity``.
+
 The import (``smtp-outage import``): ``import_files`` reads a receiving
 server's log, groups its arrivals by sending organisation, proposes outage
 windows and writes a traffic CSV or a scenario skeleton.
@@ -52,11 +56,15 @@ from .records import (
     Rejected,
     Removed,
 )
+from .sending import SentMessage, Try, sending_history
 from .skeleton import one_csv_numbering, write_scenario, write_traffic_csv
 from .summary import describe
 from .timestamps import Stamps
 
 __all__ = [
+    "sending_history",
+    "SentMessage",
+    "Try",
     "read_log",
     "parse_lines",
     "LogReader",

@@ -223,7 +223,7 @@ class PostfixParser:
             if d is None:
                 return BadLine(at, source, line, text, "a delivery line without to=<..>, relay=, dsn= and status=")
             recipient, relay, status, dsn, reply = d
-            return Delivery(at, source, line, qid, recipient, relay, status, dsn, reply)
+            return Delivery(at, source, line, qid, recipient, relay, status, dsn, reply, daemon)
         if daemon == "qmgr":
             if text.startswith("from="):
                 f = _QMGR_FROM.match(text)

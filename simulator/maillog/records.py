@@ -106,7 +106,13 @@ class Accepted(NamedTuple):
 
 
 class Delivery(NamedTuple):
-    """A delivery attempt for one recipient: sent, deferred or bounced."""
+    """A delivery attempt for one recipient: sent, deferred or bounced.
+
+    On a sending MTA's log these are its attempts. A Postfix queue manager
+    that holds a dead destination defers without connecting: the ``error``
+    agent logs ``status=deferred (delivery temporarily suspended: ...)``
+    (``suspended``); ``smtp`` logs the attempts that connected or tried to.
+    """
 
     at: datetime
     source: str
@@ -117,6 +123,15 @@ class Delivery(NamedTuple):
     status: str  #: "sent", "deferred" or "bounced"
     dsn: str  #: the enhanced status code, when logged
     text: str  #: the reply or reason in parentheses
+    agent: str = ""  #: the Postfix delivery agent that logged it (smtp, error, lmtp, local, ...); "" for Exim
+
+    @property
+    def suspended(self) -> bool:
+        """True for a deferral without a connection: Postfix held the destination as dead
+        ("delivery temporarily suspended"), Exim's host was in retry wait ("retry time not reached")."""
+        return self.status == "deferred" and (
+            self.text.startswith("delivery temporarily suspended") or "retry time not reached" in self.text
+        )
 
 
 class Removed(NamedTuple):

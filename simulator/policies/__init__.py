@@ -8,6 +8,7 @@ from .base import (
     MessageView,
     PolicyState,
     RetryPolicy,
+    RoundState,
     Stage,
     Timeouts,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "Preset",
     "PresetSpec",
     "RetryPolicy",
+    "RoundState",
     "Schedule",
     "ScheduleSpec",
     "Stage",

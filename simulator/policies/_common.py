@@ -258,7 +258,8 @@ class PresetPolicy(Generic[P]):
     policy and the per-sender ``random.Random``. ``mx_rule`` says when the
     MTA tries the next MX host (``default_next_mx`` unless the MTA differs);
     ``shares_host_failure`` is True for MTAs whose later messages in a queue
-    run do not connect again to a host that just failed.
+    run do not connect again to a host that just failed; ``serial_rounds``
+    for MTAs whose retry rounds go out one message at a time (Postfix).
     """
 
     name: str
@@ -268,6 +269,7 @@ class PresetPolicy(Generic[P]):
     timeouts: Timeouts = field(default_factory=Timeouts)
     mx_rule: Callable[[Failure], bool] = default_next_mx
     shares_host_failure: bool = False
+    serial_rounds: bool = False
 
     @cached_property
     def label(self) -> str:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 __all__ = [
     "FailureKind",
@@ -45,6 +45,7 @@ __all__ = [
     "Decision",
     "Timeouts",
     "PolicyState",
+    "RoundState",
     "RetryPolicy",
 ]
 
@@ -197,6 +198,20 @@ class PolicyState(Protocol):
         """The message was accepted by *host* at *now*."""
 
 
+@runtime_checkable
+class RoundState(PolicyState, Protocol):
+    """The state of an MTA whose retry rounds go out one message at a time (``serial_rounds``).
+
+    ``decides_alike`` lets the engine send a round's messages out together
+    for as long as it cannot matter: True when ``before_connect`` for
+    *destination* at *now* answers the same whatever the outcome of
+    *failures* attempts to it still in flight (even if every one fails).
+    """
+
+    def decides_alike(self, destination: str, failures: int, now: float) -> bool:
+        """True when *failures* more failed attempts to *destination* could not change ``before_connect``."""
+
+
 class RetryPolicy(Protocol):
     """A frozen description of a sending MTA's retry behaviour.
 
@@ -213,6 +228,12 @@ class RetryPolicy(Protocol):
     ``shares_host_failure``
         True for MTAs that, within one queue run, do not connect again to a
         host that just failed: later messages to it share that failure.
+    ``serial_rounds``
+        True for MTAs whose queue manager hands the messages of a retry
+        round to delivery one at a time, so that the outcome of one
+        message's attempt is known before the next message to the same
+        destination goes out (Postfix's deferred-queue scan): failures
+        accumulate within the round and can stop the rest of it.
     ``gives_up_after``
         Seconds after arrival at which a message whose every attempt fails
         is returned, or ``None`` if not within 30 days.
@@ -237,6 +258,10 @@ class RetryPolicy(Protocol):
     @property
     def shares_host_failure(self) -> bool:
         """True when later messages of one queue run share a host's failure without connecting."""
+
+    @property
+    def serial_rounds(self) -> bool:
+        """True when a retry round's messages go out one at a time, each after the one before has its outcome."""
 
     @property
     def gives_up_after(self) -> float | None:

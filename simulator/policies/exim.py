@@ -33,6 +33,10 @@ What is modelled:
   expired, and with ``delay_after_cutoff`` messages bounce without an
   attempt while every host is expired and waiting for its post-cutoff retry
   time; then one attempt is made.
+* A message queued longer than the final cutoff is looked at by the first
+  queue run after that moment even while its host waits, and bounces
+  ("retry timeout exceeded") if that attempt fails: the real Exim 4.96
+  bounced it there, not at the host's next retry time.
 * A 5xx at any stage, the greeting included, bounces.
 * Delay warnings (``delay_warning`` time list, Exim's colon syntax) are
   checked when a delivery defers.
@@ -283,7 +287,7 @@ class EximState:
             others = [r for r in self._host_records(msg.destination, now) if r is not rec]
             if timed_out and all(r is not None and r.expired for r in others):
                 return Decision.give_up("retry timeout exceeded", "4.4.7")
-            return self._defer(msg, self._earliest_try(msg.destination, now), now)
+            return self._defer(msg, self._host_wait(msg.destination, now), now)
         key = ("msg", failure.host, msg.id) if kind == _MESSAGE else ("rcpt", msg.destination, msg.id)
         rec, timed_out = self._update(key, msg, now, host_error=False)
         if timed_out:
@@ -304,12 +308,50 @@ class EximState:
         """
         if self._p.delay_after_cutoff and self._all_wait(msg.destination, now, expired=True):
             return Decision.give_up("retry time not reached for any host after a long failure period", "4.4.7")
-        return self._defer(msg, self._earliest_try(msg.destination, now), now)
+        return self._defer(msg, self._host_wait(msg.destination, now), now)
+
+    def _host_wait(self, dest: str, now: float) -> float:
+        """How long a message waits for the destination's hosts: their earliest retry time, or less.
+
+        A message that waits for a host wakes no later than the queue run
+        after the host's own cutoff run (the first run at which the host has
+        been failing for longer than the final cutoff). By then the message
+        that started the host's failures has been tried past its own cutoff
+        and, failing, has expired the host record, so this one bounces one
+        queue run later, without connecting: Exim looks at every message on
+        every queue run, and found the host expired.
+        """
+        earliest = self._earliest_try(dest, now)
+        final = self._final_cutoff()
+        if final is None:
+            return earliest
+        for rec in self._host_records(dest, now):
+            if rec is None or rec.expired:
+                continue
+            run = self._tick(now, rec.first_failed + final)
+            if run - rec.first_failed <= final:
+                run += self._p.queue_runner
+            earliest = min(earliest, run + self._p.queue_runner)
+        return earliest
 
     def _defer(self, msg: MessageView, retry_time: float, now: float) -> Decision:
         due = warning_due(self._p.delay_warning, msg.warnings)
         warn = due is not None and now - msg.arrival >= due
-        return Decision.retry(self._tick(now, retry_time), warn=warn)
+        return Decision.retry(min(self._tick(now, retry_time), self._ultimate_run(msg, now)), warn=warn)
+
+    def _ultimate_run(self, msg: MessageView, now: float) -> float:
+        """The first queue run at which *msg* has been queued longer than the final cutoff.
+
+        That run tries the message even though its host waits (the ultimate
+        address timeout, ``retry_ultimate_address_timeout``), and bounces it
+        if the attempt fails: a message past the cutoff bounces at the next
+        queue run, not at the host's next retry time.
+        """
+        final = self._final_cutoff()
+        if final is None:
+            return float("inf")
+        run = self._tick(now, msg.arrival + final)
+        return run if run - msg.arrival > final else run + self._p.queue_runner
 
     def after_success(self, msg: MessageView, host: str, now: float) -> None:
         """A delivery to *host* deletes its host record and this message's records."""

@@ -96,8 +96,31 @@ class _PerMessageState:
         return None
 
 
+class _PerMessageQuirks:
+    """What the generic policies answer alike: no shared host state, RFC 5321 MX fallback."""
+
+    @property
+    def shares_host_failure(self) -> bool:
+        """Per-message state: no host status is shared."""
+        return False
+
+    @property
+    def serial_rounds(self) -> bool:
+        """Per-message state: a message's outcome never changes another's decision."""
+        return False
+
+    @cached_property
+    def gives_up_after(self) -> float | None:
+        """Seconds after arrival at which a message whose every attempt fails bounces (None: not in 30 days)."""
+        return gives_up_after(self)  # type: ignore[arg-type]  # both subclasses are RetryPolicy objects
+
+    def next_mx_allowed(self, failure: Failure) -> bool:
+        """RFC 5321 section 5.1: the next MX host after a connection failure, a 4xx or a lost connection."""
+        return not failure.expiry and default_next_mx(failure)
+
+
 @dataclass(frozen=True)
-class Schedule:
+class Schedule(_PerMessageQuirks):
     """Retry at fixed gaps (``intervals``, the last one repeating) until ``lifetime``.
 
     ``retry: "5m,15m,1h"`` means: wait 5 minutes after the first failure,
@@ -137,20 +160,6 @@ class Schedule:
         rest = _common_settings(self.lifetime, self.warn_after, self.timeouts, extra)
         return f"retry({gaps};{rest})"
 
-    @property
-    def shares_host_failure(self) -> bool:
-        """Per-message state: no host status is shared."""
-        return False
-
-    @cached_property
-    def gives_up_after(self) -> float | None:
-        """Seconds after arrival at which a message whose every attempt fails bounces (None: not in 30 days)."""
-        return gives_up_after(self)
-
-    def next_mx_allowed(self, failure: Failure) -> bool:
-        """RFC 5321 section 5.1: the next MX host after a connection failure, a 4xx or a lost connection."""
-        return not failure.expiry and default_next_mx(failure)
-
     def offsets(self) -> list[float]:
         """Attempt offsets from arrival for a message whose every attempt fails."""
         out, t, n = [0.0], 0.0, 1
@@ -169,7 +178,7 @@ class Schedule:
 
 
 @dataclass(frozen=True)
-class Exponential:
+class Exponential(_PerMessageQuirks):
     """Exponential backoff: ``initial * factor**(n-1)``, capped at ``cap``, until ``lifetime``."""
 
     initial: float
@@ -195,20 +204,6 @@ class Exponential:
         rest = _common_settings(self.lifetime, self.warn_after, self.timeouts)
         head = f"initial={format_duration(self.initial)},factor={self.factor:g},cap={format_duration(self.cap)}"
         return f"exponential({head};{rest})"
-
-    @property
-    def shares_host_failure(self) -> bool:
-        """Per-message state: no host status is shared."""
-        return False
-
-    @cached_property
-    def gives_up_after(self) -> float | None:
-        """Seconds after arrival at which a message whose every attempt fails bounces (None: not in 30 days)."""
-        return gives_up_after(self)
-
-    def next_mx_allowed(self, failure: Failure) -> bool:
-        """RFC 5321 section 5.1: the next MX host after a connection failure, a 4xx or a lost connection."""
-        return not failure.expiry and default_next_mx(failure)
 
     def next_attempt(self, msg: MessageView, now: float) -> float:
         """The time of the next attempt after failure number ``msg.attempts``."""

@@ -282,6 +282,7 @@ def load_results(folder: str | Path) -> ReportData:
             sources=sources,
             interrupted_by=str(summary.get("interrupted_by", "")),
             stopped_at=_seconds(start, summary["stopped_at"]) if summary.get("stopped_at") else None,
+            live=summary.get("live"),
         )
     thresholds = None
     if (folder / "thresholds.json").is_file():
