@@ -35,7 +35,7 @@ import simpy
 from . import dsn
 from .bridge import Bridge
 from .clock import SimClock
-from .delivery import Couriers, HostProbes, Job, LedgerKeeper, Mta, Rounds, deliver, with_client_timeouts
+from .delivery import Couriers, Flight, HostProbes, Job, LedgerKeeper, Mta, Rounds, with_client_timeouts
 from .errors import RunError
 from .events import (
     Event,
@@ -378,8 +378,8 @@ class Replay:
         )
 
     def _start(self, couriers: Couriers, job: Job) -> None:
-        """Start the SimPy process of *job* (it ends when the keeper records an acceptance or a bounce)."""
-        self.env.process(deliver(couriers, job))
+        """Start the process of *job* (it ends when the keeper records an acceptance or a bounce)."""
+        Flight(couriers, job)
         self.started += 1
 
     def _arrive(self, couriers: Couriers) -> None:
