@@ -213,6 +213,8 @@ class Replay:
         self._late: list[tuple[SessionPlan, ReceivingServer, SessionContext, Timeouts]] = []
         self._stamp_at = -1.0
         self._stamp: dict[str, Any] = {}
+        self._iso_at = -1
+        self._iso = ""
 
     # ------------------------------------------------------------------ collaborators
     def stamp(self) -> dict[str, Any]:
@@ -220,7 +222,10 @@ class Replay:
         now = self.env.now
         if now != self._stamp_at:
             self._stamp_at = now
-            self._stamp = {"t": float(round(now, 3)), "time": self.clock.iso(now)}
+            second = round(now)
+            if second != self._iso_at:  # instants a fraction of a second apart share the text
+                self._iso_at, self._iso = second, self.clock.iso(second)
+            self._stamp = {"t": float(round(now, 3)), "time": self._iso}
         return self._stamp
 
     def server_now(self) -> float:
