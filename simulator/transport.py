@@ -13,8 +13,7 @@ import asyncio
 import errno
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import aiosmtplib
 
@@ -29,8 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["Attempt", "Outcome", "Transport", "SmtpTransport", "MemoryTransport"]
 
 
-@dataclass(frozen=True, slots=True)
-class Attempt:
+class Attempt(NamedTuple):
     """One delivery attempt of one message to one server."""
 
     message_id: str
@@ -48,8 +46,7 @@ class Attempt:
         return content if isinstance(content, bytes) else content()
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     """What the client saw: accepted (with the reply text) or a ``Failure``."""
 
     accepted: bool

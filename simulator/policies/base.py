@@ -35,7 +35,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 __all__ = [
     "FailureKind",
@@ -74,9 +74,8 @@ class Stage(StrEnum):
     QUIT = "quit"
 
 
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """A failed attempt as the sending MTA saw it."""
+class Failure(NamedTuple):
+    """A failed attempt as the sending MTA saw it (a named tuple: made for nearly every attempt, it is cheap)."""
 
     kind: FailureKind
     stage: Stage
@@ -128,9 +127,8 @@ class Failure:
         return f"{self.kind.value} at {self.stage.value}" + (f": {self.text}" if self.text else "")
 
 
-@dataclass(frozen=True, slots=True)
-class MessageView:
-    """What a policy may know about a message."""
+class MessageView(NamedTuple):
+    """What a policy may know about a message (a named tuple: made several times per attempt, it is cheap)."""
 
     id: str
     arrival: float  #: simulated seconds when the sender queued it

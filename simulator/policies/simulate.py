@@ -12,7 +12,7 @@ the reference schedules.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from itertools import pairwise
 
 from .base import Failure, FailureKind, MessageView, RetryPolicy, Stage
@@ -127,7 +127,7 @@ def all_attempts_fail(
         now = decision.retry_at if decision.retry_at is not None else now
         if now > end or (max_attempts is not None and len(run.attempts) + len(run.suspended) >= max_attempts):
             break
-        msg = replace(msg, attempts=msg.attempts + 1)  # counted before before_connect, as the engine does
+        msg = msg._replace(attempts=msg.attempts + 1)  # counted before before_connect, as the engine does
         held = state.before_connect(msg, fail.host, now)
         if held is not None and held.expiry:
             decision = state.after_failure(msg, held, now)
@@ -142,7 +142,7 @@ def all_attempts_fail(
         decision = state.after_failure(msg, outcome, now)
         if decision.warn and decision.bounce is None:
             run.warnings.append(now - arrival)
-            msg = replace(msg, warnings=msg.warnings + 1)
+            msg = msg._replace(warnings=msg.warnings + 1)
     if bounce is not None and bounce[0] > hours * 3600.0:
         bounce = None
     return Outcome(
