@@ -63,6 +63,7 @@ from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from . import replies
 from .faults import (
@@ -125,8 +126,7 @@ class Greeting(StrEnum):
     TEMPFAIL = "tempfail"
 
 
-@dataclass(frozen=True, slots=True)
-class SessionContext:
+class SessionContext(NamedTuple):
     """Who is connecting: the message and envelope the session will carry.
 
     ``message_id`` keys the session's dice rolls and attempt count; for a

@@ -137,22 +137,19 @@ class MessageView(NamedTuple):
     destination: str  #: the recipient domain (the next hop)
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """What the sender does next: retry at a time, or bounce.
 
-    Exactly one of ``retry_at`` and ``bounce`` is set. ``warn`` asks the
-    engine to send a delay warning (RFC 3464 ``Action: delayed``) now.
+    Exactly one of ``retry_at`` and ``bounce`` is set: a decision is made
+    with ``retry()`` or ``give_up()``, never directly. ``warn`` asks the
+    engine to send a delay warning (RFC 3464 ``Action: delayed``) now. A
+    named tuple: made after nearly every attempt, it is cheap.
     """
 
     retry_at: float | None = None
     bounce: str | None = None  #: the reason, e.g. "retry lifetime exceeded"
     status: str = ""  #: RFC 3463 status for a bounce, e.g. "4.4.7" / "5.1.1"
     warn: bool = False
-
-    def __post_init__(self) -> None:
-        if (self.retry_at is None) == (self.bounce is None):
-            raise ValueError("a Decision needs exactly one of retry_at and bounce")
 
     @classmethod
     def retry(cls, at: float, *, warn: bool = False) -> Decision:
