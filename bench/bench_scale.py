@@ -26,6 +26,7 @@ timing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import subprocess
@@ -154,6 +155,44 @@ def _note(text: str) -> None:
     sys.stderr.flush()
 
 
+SAMPLE_SECONDS = 5.0
+
+
+def _watch(cmd: list[str]) -> tuple[str, list[float]]:
+    """Run the child, sampling its resident set (``VmRSS``) every ``SAMPLE_SECONDS``; its stdout and the samples."""
+    samples: list[float] = []
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
+        status = Path(f"/proc/{child.pid}/status")
+        while child.poll() is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=SAMPLE_SECONDS)
+            try:
+                for line in status.read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        samples.append(int(line.split()[1]) / 1024)
+            except OSError:
+                pass  # not on Linux, or the child just ended
+        out.seek(0)
+        err.seek(0)
+        if child.returncode:
+            sys.stderr.write(err.read())
+            raise SystemExit(f"the child failed (exit {child.returncode}): {' '.join(cmd)}")
+        sys.stderr.write(err.read())
+        return out.read(), samples
+
+
+def _series(samples: list[float], most: int = 24) -> str:
+    """*samples* thinned evenly to at most *most* values (the last one always kept)."""
+    if not samples:
+        return "(none: no /proc here)"
+    step = max(1, -(-len(samples) // most))
+    picked = samples[::step]
+    if picked[-1] is not samples[-1]:
+        picked.append(samples[-1])
+    return " ".join(f"{v:,.0f}" for v in picked)
+
+
 def _row(r: dict[str, Any]) -> str:
     rate = r["attempts"] / r["run_seconds"]
     cpu_rate = r["attempts"] / r["run_cpu_seconds"]
@@ -198,13 +237,13 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--child", str(size), "--out", tmp, "--format", args.format]
             cmd += ["--wire"] if args.wire else []
             cmd += ["--no-report"] if args.no_report else []
-            done = subprocess.run(cmd, capture_output=True, text=True)
-            if done.returncode:
-                sys.stderr.write(done.stderr)
-                raise SystemExit(f"size {size}: the child failed (exit {done.returncode})")
-            result = json.loads(done.stdout.strip().splitlines()[-1])
+            stdout, samples = _watch(cmd)
+            result = json.loads(stdout.strip().splitlines()[-1])
             print(_row(result), flush=True)
             print(f"  counts {result['counts']}, connections {result['connections']:,}", file=sys.stderr)
+            print(
+                f"  RSS during the run, MB (sampled every {SAMPLE_SECONDS:g} s, at most 24 shown): {_series(samples)}"
+            )
 
 
 if __name__ == "__main__":

@@ -446,7 +446,7 @@ class EventWriter:
 
     def emit(self, event: Event) -> None:
         """Write *event* as one line."""
-        self._fh.write(self._dump(event) + b"\n")
+        self._fh.write(self._dump(event, option=orjson.OPT_APPEND_NEWLINE))
         self.count += 1
         if self._then is not None:
             self._then(event)
