@@ -35,7 +35,7 @@ import simpy
 from . import dsn
 from .bridge import Bridge
 from .clock import SimClock
-from .delivery import Couriers, Flight, HostProbes, Job, LedgerKeeper, Mta, Rounds, with_client_timeouts
+from .delivery import Arrivals, Couriers, Flight, HostProbes, Job, LedgerKeeper, Mta, Rounds, with_client_timeouts
 from .errors import RunError
 from .events import (
     Event,
@@ -214,6 +214,7 @@ class Replay:
         self._stamp_at = -1.0
         self._stamp: dict[str, Any] = {}
         self._iso_at = -1
+        self._courier_set: Couriers | None = None
         self._iso = ""
 
     # ------------------------------------------------------------------ collaborators
@@ -285,6 +286,12 @@ class Replay:
         return self.servers[host].mode is Mode.UNREACHABLE
 
     def _couriers(self) -> Couriers:
+        """What every delivery of this run works with (made once: each queued job holds it)."""
+        if self._courier_set is None:
+            self._courier_set = self._make_couriers()
+        return self._courier_set
+
+    def _make_couriers(self) -> Couriers:
         return Couriers(
             env=self.env,
             route=self._route,
@@ -399,21 +406,15 @@ class Replay:
             i += 1
 
     def _schedule_arrivals(self, couriers: Couriers) -> Generator[simpy.Event, Any, None]:
-        """Start the messages arriving at the start now, and wake up at each later arrival time.
+        """Start the messages arriving at the start now, and wake up at each later arrival time (``Arrivals``).
 
-        One timeout per distinct arrival time, all made before the clock
-        moves: the same place in SimPy's event order as each message's own
-        process waiting for its arrival would have, so the same scenario and
-        seed give the same ledger as one process per message made up front.
+        The wake-ups take the place in SimPy's event order that each
+        message's own process waiting for its arrival had, so the same
+        scenario and seed give the same ledger as one process per message
+        made up front.
         """
         self._arrive(couriers)
-        submitted = self.ledger.submitted
-        wake = lambda _event: self._arrive(couriers)  # noqa: E731
-        last = self.env.now
-        for at in submitted[self.arrived :]:
-            if at != last:
-                last = at
-                self.env.timeout(at - self.env.now).callbacks.append(wake)
+        Arrivals(self.env, self.ledger.submitted, self.arrived, lambda: self._arrive(couriers))
         return
         yield  # a generator, so that SimPy runs it as a process
 

@@ -17,11 +17,13 @@ policy's own answers.
 
 from __future__ import annotations
 
+from .arrivals import Arrivals
 from .flight import STAGE_ORDER, Flight, charge, deliver, with_client_timeouts
 from .jobs import Couriers, HostProbes, Job, Keeper, Mta, Rounds
 from .keeper import LedgerKeeper
 
 __all__ = [
+    "Arrivals",
     "LedgerKeeper",
     "Mta",
     "Job",
