@@ -38,12 +38,12 @@ class Job:
     """
 
     __slots__ = (
+        "_error",
         "arrival",
         "attempts",
         "connections",
         "domain",
         "index",
-        "last_error",
         "ledger",
         "message_id",
         "mta",
@@ -60,7 +60,16 @@ class Job:
         self.attempts = 0
         self.connections = 0
         self.warnings = 0
-        self.last_error = ""
+        self._error = ledger.texts.number("")  #: the last error, as a number in the ledger's table of texts
+
+    @property
+    def last_error(self) -> str:
+        """How the last attempt failed ("" before any)."""
+        return self.ledger.texts.items[self._error]
+
+    @last_error.setter
+    def last_error(self, text: str) -> None:
+        self._error = self.ledger.texts.number(text)
 
     @property
     def originator(self) -> str:
@@ -87,7 +96,7 @@ class Job:
             ledger, i = self.ledger, self.index
             ledger.attempts[i] = self.attempts
             ledger.connections[i] = self.connections
-            ledger.last_error[i] = ledger.texts.number(self.last_error)
+            ledger.last_error[i] = self._error
 
 
 class Keeper(Protocol):
