@@ -59,6 +59,7 @@ reported as a ``SessionNote`` with what the client has said so far.
 
 from __future__ import annotations
 
+from bisect import bisect_right, insort
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -303,13 +304,17 @@ class ReceivingServer:
         window = max(fault.session_time, 60.0 if fault.per_minute else 0.0)
         while admitted and admitted[0] <= now - window:
             admitted.popleft()
-        busy = sum(1 for t in admitted if t > now - fault.session_time)
-        last_minute = sum(1 for t in admitted if t > now - 60.0)
+        # *admitted* is kept in time order: binary searches, not a walk through a busy minute's sessions
+        busy = len(admitted) - bisect_right(admitted, now - fault.session_time)
+        last_minute = len(admitted) - bisect_right(admitted, now - 60.0)
         if (fault.sessions is not None and busy >= fault.sessions) or (
             fault.per_minute is not None and last_minute >= fault.per_minute
         ):
             return False
-        admitted.append(now)
+        if admitted and admitted[-1] > now:
+            insort(admitted, now)  # a clock that stepped back (a live run's wall clock): keep the order
+        else:
+            admitted.append(now)
         return True
 
     def count_attempt(self, key: str, book: SessionBook | None = None) -> int:
