@@ -280,7 +280,7 @@ class MemoryTransport:
             return failed
         if (failed := _as_seen(Stage.DATA, session.data(), name)) is not None:
             return failed
-        step = session.dot(attempt.body())
+        step = session.dot(attempt.body(), attempt.message_id)
         if (failed := _as_seen(Stage.DOT, step, name)) is not None:
             return failed
         return Outcome.ok(step.reply)

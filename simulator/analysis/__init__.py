@@ -20,7 +20,7 @@ it gives up) arrives as a fact.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from functools import cached_property
 from typing import Any
@@ -172,10 +172,11 @@ class Analysis:
             out.append(Window(label, lo, hi, self.cols.counts(self.cols.window(lo, hi, closed)), closed=closed))
         return out
 
-    def sent_in(self, window: Window) -> list[MessageRecord]:
-        """The messages submitted in *window* (rows made for them only)."""
+    def sent_in(self, window: Window) -> Iterator[MessageRecord]:
+        """The messages submitted in *window*, each row made as it is read."""
         mask = self.cols.window(window.start, window.end, window.closed)
-        return [self.ledger.record(int(i)) for i in np.flatnonzero(mask)]
+        ledger = self.ledger
+        return (ledger.record(int(i)) for i in np.flatnonzero(mask))
 
     def window_of(self, t: float) -> str:
         """The label of the first window containing submission time *t*."""

@@ -7,9 +7,10 @@ folded into one row) and the reasons mail bounced.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -70,13 +71,6 @@ def duration(seconds: float | None) -> str:
     return format_duration(round(seconds)) if seconds >= 60 else f"{seconds:.0f}s"
 
 
-def _counts(records: Sequence[MessageRecord]) -> dict[str, int]:
-    counts = dict.fromkeys(STATES, 0)
-    for r in records:
-        counts[r.final_state] += 1
-    return counts
-
-
 def _listed(items: Sequence[str]) -> str:
     """``a``, ``a and b``, ``a, b and c``."""
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
@@ -116,61 +110,105 @@ def _share(n: int, delivered: int) -> str:
     return "all of them " if n == delivered else f"{n} of them "
 
 
-def _held_note(data: ReportData, relayed: list[MessageRecord], delivered: int) -> str:
-    """Mail a backup MX accepted and passed on later: where it waited and when its primary took it."""
-    a = data.analysis
-    found: Counter[tuple[str, str, bool]] = Counter()
-    times: dict[tuple[str, str, bool], set[float]] = {}
-    for r in relayed:
+class _Times:
+    """The distinct times of a group of messages, kept only as far as a sentence names them (up to three, or the first)."""
+
+    __slots__ = ("few", "first", "more")
+
+    def __init__(self) -> None:
+        self.first = math.inf
+        self.few: set[float] = set()
+        self.more = False
+
+    def add(self, t: float) -> None:
+        self.first = min(self.first, t)
+        if not self.more:
+            self.few.add(t)
+            if len(self.few) > 3:
+                self.more, self.few = True, set()
+
+    def named(self, data: ReportData) -> str:
+        """The times kept, as ``_listed`` words (only when there are three or fewer)."""
+        return _listed([data.long(t) for t in sorted(self.few)])
+
+
+class _Late:
+    """Delivered mail that was unreadable for a while, taken one message at a time: why, in a clause.
+
+    Held on a backup MX (and passed on, or delivered when its primary came
+    back), restored from a backup, or recovered from the failed disk. It
+    keeps counters, not the messages: a window of a million messages costs
+    what a window of ten does.
+    """
+
+    def __init__(self, data: ReportData) -> None:
+        self._data = data
+        a = data.analysis
+        self._relays = a.relays
+        self._relay_left = a.relay_left
+        self.count = 0
+        self._held: Counter[tuple[str, str, bool]] = Counter()
+        self._held_times: dict[tuple[str, str, bool], _Times] = {}
+        self._rest: Counter[float] = Counter()
+
+    def add(self, r: MessageRecord) -> None:
+        """*r*: delivered, with ``final_at`` after ``accepted_at``."""
+        assert r.final_at is not None
+        self.count += 1
+        relayed = r.accepted_by in self._relays
+        if relayed:
+            self._hold(r)
+        # Relayed mail that was lost with a disk after its relay passed it on, and came back later.
+        if not relayed or r.final_at > self._relay_left.get(r.message_id, r.final_at):
+            self._rest[r.final_at] += 1
+
+    def _hold(self, r: MessageRecord) -> None:
+        a = self._data.analysis
         left = a.relay_left.get(r.message_id, r.final_at)
         primary = a.destination(r)
         back = max(
             (t for t, name in a.recovery_times if name == primary and left is not None and t <= left), default=None
         )
         key = (r.accepted_by, primary, back is not None)
-        found[key] += 1
-        times.setdefault(key, set()).add(
-            back if back is not None else left if left is not None else r.accepted_at or 0.0
+        self._held[key] += 1
+        times = self._held_times.get(key)
+        if times is None:
+            times = self._held_times[key] = _Times()
+        times.add(back if back is not None else left if left is not None else r.accepted_at or 0.0)
+
+    def note(self, delivered: int) -> str:
+        """The clause (with its leading comma), or "" when no delivered mail was late."""
+        if not self.count:
+            return ""
+        data = self._data
+        note = self._held_note(delivered) if self._held else ""
+        if not self._rest:
+            return note
+        when, _ = self._rest.most_common(1)[0]
+        kinds = {m["type"] for m in data.marks if m["t"] == when}
+        how = (
+            "restored from a backup"
+            if "restore" in kinds
+            else "read back from the failed disk"
+            if "disk_recovered" in kinds
+            else "back on a live disk"
         )
-    key, _ = found.most_common(1)[0]
-    relay, primary, came_back = key
-    when = [data.long(t) for t in sorted(times[key])]
-    if came_back:
-        how = f"delivered when {primary} came back at {_listed(when) if len(when) <= 3 else f'{when[0]} (and later)'}"
-    else:
-        how = f"passed on to {primary} {'at ' + _listed(when) if len(when) <= 3 else f'from {when[0]}'}"
-    mostly = "" if len(found) == 1 else " (most)"
-    return f", {_share(len(relayed), delivered)}held on the backup MX {relay} and {how}{mostly}"
+        rest = sum(self._rest.values())
+        mostly = "" if len(self._rest) == 1 else " (most)"
+        return f"{note}, {_share(rest, delivered)}readable again only from {data.long(when)}{mostly}, {how}"
 
-
-def _late_note(data: ReportData, late: list[MessageRecord], delivered: int) -> str:
-    """Why delivered mail was unreadable for a while: held on a backup MX, restored, or recovered from the failed disk."""
-    if not late:
-        return ""
-    relays = data.analysis.relays
-    relay_left = data.analysis.relay_left
-    relayed = [r for r in late if r.accepted_by in relays]
-    # Relayed mail that was lost with a disk after its relay passed it on, and came back later.
-    rest = [
-        r
-        for r in late
-        if r.accepted_by not in relays
-        or (r.final_at is not None and r.final_at > relay_left.get(r.message_id, r.final_at))
-    ]
-    note = _held_note(data, relayed, delivered) if relayed else ""
-    if not rest:
-        return note
-    when = Counter(r.final_at for r in rest if r.final_at is not None).most_common(1)[0][0]
-    kinds = {m["type"] for m in data.marks if m["t"] == when}
-    how = (
-        "restored from a backup"
-        if "restore" in kinds
-        else "read back from the failed disk"
-        if "disk_recovered" in kinds
-        else "back on a live disk"
-    )
-    mostly = "" if all(r.final_at == when for r in rest) else " (most)"
-    return f"{note}, {_share(len(rest), delivered)}readable again only from {data.long(when)}{mostly}, {how}"
+    def _held_note(self, delivered: int) -> str:
+        """Mail a backup MX accepted and passed on later: where it waited and when its primary took it."""
+        key, _ = self._held.most_common(1)[0]
+        relay, primary, came_back = key
+        times = self._held_times[key]
+        first = self._data.long(times.first)
+        if came_back:
+            how = f"delivered when {primary} came back at {f'{first} (and later)' if times.more else times.named(self._data)}"
+        else:
+            how = f"passed on to {primary} {f'from {first}' if times.more else 'at ' + times.named(self._data)}"
+        mostly = "" if len(self._held) == 1 else " (most)"
+        return f", {_share(sum(self._held.values()), delivered)}held on the backup MX {relay} and {how}{mostly}"
 
 
 def _who(n: int, total: int, plural: str, singular: str) -> str:
@@ -180,25 +218,29 @@ def _who(n: int, total: int, plural: str, singular: str) -> str:
     return f"{n} ({pct(n, total)}) {plural if n > 1 else singular}"
 
 
-def sentence(data: ReportData, lo: float, hi: float, records: list[MessageRecord]) -> str:
-    """One plain-language sentence: what happened to the mail sent between *lo* and *hi*."""
-    counts = _counts(records)
-    total = len(records)
+def sentence(data: ReportData, lo: float, hi: float, records: Iterable[MessageRecord]) -> str:
+    """One plain-language sentence: what happened to the mail sent between *lo* and *hi*.
+
+    *records* are read once, one at a time (a window's rows can be made as they are read).
+    """
+    counts = dict.fromkeys(STATES, 0)
+    late = _Late(data)
+    bounced: Counter[str] = Counter()
+    for r in records:
+        counts[r.final_state] += 1
+        if r.final_state == "delivered":
+            if r.accepted_at is not None and r.final_at is not None and r.final_at > r.accepted_at:
+                late.add(r)
+        elif r.final_state == "bounced":
+            bounced[r.group] += 1
+    total = sum(counts.values())
     head = _span(data, lo, hi)
     if not total:
         return f"{head}: no messages were sent."
     parts = []
     d = counts["delivered"]
     if d:
-        late = [
-            r
-            for r in records
-            if r.final_state == "delivered"
-            and r.accepted_at is not None
-            and r.final_at is not None
-            and r.final_at > r.accepted_at
-        ]
-        parts.append(f"{_who(d, total, 'are', 'is')} in a mailbox on a live server{_late_note(data, late, d)}")
+        parts.append(f"{_who(d, total, 'are', 'is')} in a mailbox on a live server{late.note(d)}")
     s = counts["stranded"]
     if s:
         their = "their senders" if s > 1 else "its sender"
@@ -215,7 +257,7 @@ def sentence(data: ReportData, lo: float, hi: float, records: list[MessageRecord
         )
     b = counts["bounced"]
     if b:
-        groups = Counter(r.group for r in records if r.final_state == "bounced").most_common(3)
+        groups = bounced.most_common(3)
         who = ", ".join(f"{g} {n}" for g, n in groups)
         their = "their senders" if b > 1 else "its sender"
         parts.append(f"{_who(b, total, 'bounced', 'bounced')} and {their} received a non-delivery report ({who})")
