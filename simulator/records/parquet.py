@@ -105,7 +105,7 @@ def iter_parquet_events(path: Path) -> Iterator[Event]:
     """The typed events of an ``events.parquet``, in file order, one row group at a time."""
     source = pq.ParquetFile(path)
     for group in range(source.num_row_groups):
-        yield from _events_of(source.read_row_group(group))
+        yield from _events_of(_row_group(source, group))
 
 
 def write_messages_parquet(path: Path, columns: tuple[str, ...], rows: Iterable[tuple[Any, ...]]) -> None:
@@ -133,7 +133,7 @@ def iter_parquet_rows(path: Path) -> Iterator[dict[str, Any]]:
     """The rows of a ``messages.parquet`` as dicts of column name to value, one row group at a time."""
     source = pq.ParquetFile(path)
     for group in range(source.num_row_groups):
-        yield from source.read_row_group(group).to_pylist()
+        yield from _row_group(source, group).to_pylist()
 
 
 class _Fold(typing.Protocol):
@@ -152,7 +152,7 @@ def fold_parquet_events(path: Path, fold: _Fold, typed: frozenset[str]) -> None:
 
     source = pq.ParquetFile(path)
     for group in range(source.num_row_groups):
-        table = source.read_row_group(group, columns=["t", "type", "server", "turned_away", "message", "relay"])
+        table = _row_group(source, group, columns=["t", "type", "server", "turned_away", "message", "relay"])
         kind = table.column("type")
         attempts = table.filter(pc.equal(kind, "attempt"))
         servers = attempts.column("server").to_pylist()
@@ -175,7 +175,7 @@ def fold_parquet_events(path: Path, fold: _Fold, typed: frozenset[str]) -> None:
         for message, t in zip(bounces.column("message").to_pylist(), bounces.column("t").to_pylist(), strict=True):
             fold.bounced.setdefault(message, t)
         if pc.any(pc.is_in(kind, pa.array(sorted(typed)))).as_py():
-            rows = source.read_row_group(group).filter(pc.is_in(kind, pa.array(sorted(typed))))
+            rows = _row_group(source, group).filter(pc.is_in(kind, pa.array(sorted(typed))))
             for event in _events_of(rows):
                 fold.emit(event)
 
@@ -196,6 +196,16 @@ def iter_parquet_attempts(path: Path) -> Iterator[tuple[str, float]]:
 
     source = pq.ParquetFile(path)
     for group in range(source.num_row_groups):
-        table = source.read_row_group(group, columns=["t", "type", "message"])
+        table = _row_group(source, group, columns=["t", "type", "message"])
         attempts = table.filter(pc.equal(table.column("type"), "attempt"))
         yield from zip(attempts.column("message").to_pylist(), attempts.column("t").to_pylist(), strict=True)
+
+
+def _row_group(source: pq.ParquetFile, group: int, columns: list[str] | None = None) -> pa.Table:
+    """Row group *group* of *source*, after handing what the previous one left back to the system.
+
+    Arrow's allocator (mimalloc) otherwise keeps the freed buffers of every
+    row group read: reading a million-message folder peaked 110 MB higher.
+    """
+    pa.default_memory_pool().release_unused()
+    return source.read_row_group(group, columns=columns)
