@@ -47,7 +47,7 @@ from ..ledger import LedgerBuilder, LedgerRows, MessageRecord
 from ..schema.incident import Interval, disk_intervals, recoveries, server_intervals, short_time
 from ..schema.mx import MxHistory, MxHost
 from ..schema.states import STATES
-from .columns import Columns, as_numpy, percentile
+from .columns import Columns, Floats, Ints, as_numpy, percentile
 from .facts import RunFacts, SenderFacts, ServerFacts, Window
 from .fold import EventFold, mark_of
 
@@ -524,6 +524,10 @@ class Analysis:
     def queue_depth(self, per_group: bool = True) -> dict[str, list[tuple[float, int]]]:
         """Messages waiting in senders' queues over time, per sender group (or ``"all"``), as step functions."""
         return self.cols.queue_depth(per_group)
+
+    def queue_depth_arrays(self, per_group: bool = True) -> dict[str, tuple[Floats, Ints]]:
+        """``queue_depth`` as arrays (instants of change, depth from each on): a million messages make no tuples."""
+        return self.cols.queue_depth_arrays(per_group)
 
     def waiting_before(self, t: float) -> list[MessageRecord]:
         """Messages waiting in their senders' queues just before instant *t*."""

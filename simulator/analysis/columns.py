@@ -153,7 +153,14 @@ class Columns:
 
     def queue_depth(self, per_group: bool) -> dict[str, list[tuple[float, int]]]:
         """``metrics.queue_depth`` by sender group (in order of first submission) or as ``"all"``."""
-        out: dict[str, list[tuple[float, int]]] = {}
+        return {
+            name: list(zip(times.tolist(), depth.tolist(), strict=True))
+            for name, (times, depth) in self.queue_depth_arrays(per_group).items()
+        }
+
+    def queue_depth_arrays(self, per_group: bool) -> dict[str, tuple[Floats, Ints]]:
+        """``queue_depth`` as arrays: the instants the depth changes, and the depth from each on."""
+        out: dict[str, tuple[Floats, Ints]] = {}
         if not self.n:
             return out
         if per_group:
@@ -168,8 +175,8 @@ class Columns:
             times = np.concatenate([sub, left])
             deltas = np.concatenate([np.ones(len(sub)), -np.ones(len(left))])
             uniq, inverse = np.unique(times, return_inverse=True)
-            depth = np.cumsum(np.bincount(inverse, weights=deltas)).round().astype(np.int64)
-            out[name] = list(zip(uniq.tolist(), depth.tolist(), strict=True))
+            depth: Ints = np.cumsum(np.bincount(inverse, weights=deltas)).round().astype(np.int64)
+            out[name] = (uniq, depth)
         return out
 
     def qshape(self, t: float, buckets: Sequence[int]) -> dict[str, list[int]]:

@@ -370,28 +370,49 @@ def outcomes_png(data: ReportData, path: Path) -> Path:
 
 
 # ---------------------------------------------------------------- 4. queue depth
+MOST_POINTS = 2000
+"""The most points a curve is drawn with: past that, a figure 12 inches wide shows no more (and a million-message run
+would otherwise hand matplotlib millions)."""
+
+
+def _binned_peaks(times: np.ndarray, stacks: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Step series at *times*, thinned to ``MOST_POINTS`` bins of equal time when longer: each bin drawn from its first
+    instant at the highest value each series reaches in it (so no peak is lost)."""
+    if len(times) <= MOST_POINTS:
+        return times, stacks
+    edges = np.linspace(times[0], times[-1], MOST_POINTS + 1)[:-1]
+    starts = np.unique(np.searchsorted(times, edges, side="left"))
+    starts = starts[starts < len(times)]
+    return times[starts], [np.maximum.reduceat(values, starts) for values in stacks]
+
+
+def _thinned_cdf(delays: np.ndarray, mine: int) -> tuple[np.ndarray, np.ndarray]:
+    """The points of a sorted sample's CDF (share of *mine* at or below each delay), at most ``MOST_POINTS`` of them:
+    evenly spaced ranks, the first and last kept (a step between two is under 1/``MOST_POINTS`` of the height)."""
+    ranks = np.arange(len(delays))
+    if len(delays) > MOST_POINTS:
+        ranks = np.unique(np.linspace(0, len(delays) - 1, MOST_POINTS).round().astype(np.int64))
+    return delays[ranks], (ranks + 1) / mine
+
+
 def queue_png(data: ReportData, path: Path) -> Path:
     """Messages waiting in sender queues over time, stacked per sender group."""
     fig = _figure(12, 3.8)
     ax = fig.add_subplot()
-    series = data.analysis.queue_depth()
-    times = sorted({t for pts in series.values() for t, _ in pts} | {0.0, data.end})
+    series = data.analysis.queue_depth_arrays()
+    times = np.unique(np.concatenate([t for t, _ in series.values()] + [np.array([0.0, data.end])]))
     colors = _group_colors(data)
     stacks, labels, shades = [], [], []
     for g in data.groups:
-        pts = series.get(g, [])
-        if not pts or max(d for _, d in pts) == 0:
+        if g not in series or not series[g][1].max(initial=0):
             continue
-        values, i, depth = [], 0, 0
-        for t in times:
-            while i < len(pts) and pts[i][0] <= t:
-                depth = pts[i][1]
-                i += 1
-            values.append(depth)
-        stacks.append(values)
+        changes, depth = series[g]
+        at = np.searchsorted(changes, times, side="right") - 1  # the last change at or before each instant
+        stacks.append(np.where(at >= 0, depth[np.maximum(at, 0)], 0))
         labels.append(_group_label(data, g))
         shades.append(colors[g])
-    xs = [_x(data, t) for t in times]
+    times, stacks = _binned_peaks(times, stacks)
+    xs = [_x(data, t) for t in times.tolist()]
     if stacks:
         ax.stackplot(xs, stacks, labels=labels, colors=shades, step="post", lw=0)
         ax.legend(loc="upper left", fontsize=8, ncols=3, frameon=False)
@@ -432,13 +453,14 @@ def delays_png(data: ReportData, path: Path) -> Path:
     lowest = 1.0
     for g in data.groups:
         mine = sum(data.analysis.by_group.get(g, {}).values())
-        delays = np.maximum(data.analysis.delay_values(g), floor).tolist()
-        if not delays:
+        delays = np.maximum(np.asarray(data.analysis.delay_values(g), dtype=np.float64), floor)
+        if not len(delays):
             continue
-        top = max(top, delays[-1])
-        xs = [floor, *delays]
-        ys = [sum(1 for d in delays if d <= floor) / mine] + [(i + 1) / mine for i in range(len(delays))]
-        lowest = min(lowest, ys[0])
+        top = max(top, float(delays[-1]))
+        at, shares = _thinned_cdf(delays, mine)
+        xs = np.concatenate([[floor], at])
+        ys = np.concatenate([[np.count_nonzero(delays <= floor) / mine], shares])
+        lowest = min(lowest, float(ys[0]))
         ax.step(
             xs,
             ys,

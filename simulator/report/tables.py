@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+
 from .. import metrics
 from ..durations import format_duration
 from ..events import (
@@ -325,10 +327,12 @@ def qshape_tables(data: ReportData, limit: int = 4) -> list[QShape]:
         who = f"{server} " if several else ""
         instants.append((f"just before {who}recovery at {data.short(t)}", t))
     if not instants:
-        depth = data.analysis.queue_depth(per_group=False).get("all", [])
-        if depth:
-            t, most = max(depth, key=lambda p: p[1])
-            if most > 0:
+        series = data.analysis.queue_depth_arrays(per_group=False)
+        if "all" in series:
+            times, depth = series["all"]
+            deepest = int(np.argmax(depth))  # the first instant at the deepest
+            if depth[deepest] > 0:
+                t = float(times[deepest])
                 instants.append((f"at the deepest queue, {data.short(t)}", t + 1e-3))
     if data.analysis.counts["queued"]:
         instants.append(("at the end of the run", data.end))
