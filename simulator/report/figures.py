@@ -519,16 +519,13 @@ def storms_png(data: ReportData, storms: list[metrics.Storm], path: Path) -> Pat
         ax.set_ylabel("sessions / minute")
         ax.set_xlabel(f"hours after {storm.server} came back at {data.short(storm.at)}")
         twin = ax.twinx()
-        backlog = storm.left
-        steps_x, steps_y, remaining = [0.0], [storm.backlog], storm.backlog
-        for left in backlog:
-            if left is None or left - storm.at > horizon:
-                break
-            remaining -= 1
-            steps_x.append((left - storm.at) / 3600)
-            steps_y.append(remaining)
-        steps_x.append(horizon / 3600)
-        steps_y.append(remaining)
+        gone = 0  # backlog messages that left within the horizon (``storm.left`` is in time order, None last)
+        while gone < len(storm.left) and (left := storm.left[gone]) is not None and left - storm.at <= horizon:
+            gone += 1
+        ranks = np.arange(gone) if gone <= MOST_POINTS else np.linspace(0, gone - 1, MOST_POINTS).round()
+        lefts = np.asarray(storm.left[:gone], dtype=np.float64)[ranks.astype(np.int64)]
+        steps_x = np.concatenate([[0.0], (lefts - storm.at) / 3600, [horizon / 3600]])
+        steps_y = np.concatenate([[storm.backlog], storm.backlog - 1 - ranks, [storm.backlog - gone]])
         twin.step(steps_x, steps_y, where="post", color=backlog_color, lw=2, label="backlog still waiting")
         twin.set_ylim(0, max(1, storm.backlog) * 1.1)
         twin.set_ylabel("backlog", color=backlog_color)
