@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 
 import pytest
 import pytest_asyncio
@@ -54,7 +53,7 @@ def attempt_to(server: WireServer, rcpt: str = "user1@atnex.example", message_id
 async def test_up_accepts_and_stores_the_message(served):
     logic, server, stores, commits = served
     plan = logic.plan(SessionContext("m1", "sender@client.example", "user1@atnex.example"))
-    announced = dataclasses.replace(attempt_to(server), plan=plan)
+    announced = attempt_to(server)._replace(plan=plan)
     outcome = await SmtpTransport(servers={"mx": server}).attempt(announced)
     assert outcome.accepted and outcome.reply.startswith("250")
     assert commits == ["m1"]
@@ -99,7 +98,7 @@ async def test_blackhole_accepts_tcp_but_never_greets(served):
     finally:
         writer.close()
         await writer.wait_closed()
-    attempt = dataclasses.replace(attempt_to(server), plan=SessionPlan(greeting="silent"))
+    attempt = attempt_to(server)._replace(plan=SessionPlan(greeting="silent"))
     outcome = await SmtpTransport(wire_timeout=0.02).attempt(attempt)
     assert (outcome.failure.kind, outcome.failure.stage) == (FailureKind.TIMEOUT, Stage.GREETING)
     assert commits == []
