@@ -16,8 +16,9 @@ own), ``run_scenario(..., transport="memory", out=...)`` and then the report,
 as ``smtp-outage run --memory`` does. The parent prints, per size: messages,
 attempts, wall time, attempts per second, peak RSS and RSS per message, and
 the ratio of the run's attempt rate to a bare SimPy loop with the same number
-of ``env.timeout()`` events, measured in the same process right after the
-run (by wall time, and by CPU time, which a busy machine disturbs less), and
+of ``env.timeout()`` events, measured right after the run in a fresh process
+(best of three; by wall time, and by CPU time, which a busy machine disturbs
+less), and
 the time ``load_results`` takes to compute the analysis again from the
 files (summary, queue depth, qshape). Nothing here passes or fails on
 timing.
@@ -96,6 +97,20 @@ def bare_simpy(timeouts: int, processes: int = 1000) -> tuple[float, float]:
     return time.perf_counter() - started, time.process_time() - cpu
 
 
+def _bare_in_a_child(timeouts: int, rounds: int = 3) -> tuple[float, float]:
+    """``bare_simpy(timeouts)`` in a fresh process, best of *rounds*: after a big run, the same process's heap and
+    collector made the bare loop's rate vary by half from one run to the next."""
+    best: tuple[float, float] | None = None
+    for _ in range(rounds):
+        done = subprocess.run(
+            [sys.executable, __file__, "--bare", str(timeouts)], capture_output=True, text=True, check=True
+        )
+        wall, cpu = (float(v) for v in done.stdout.split())
+        best = (wall, cpu) if best is None else (min(best[0], wall), min(best[1], cpu))
+    assert best is not None
+    return best
+
+
 def child(size: int, out: Path, transport: str, fmt: str, report: bool) -> dict[str, Any]:
     """Run one size in this process and return its figures."""
     from simulator import run_scenario
@@ -130,7 +145,7 @@ def child(size: int, out: Path, transport: str, fmt: str, report: bool) -> dict[
         _note(f"report {report_seconds:.1f} s")
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     attempts = int(summary["attempts"])
-    bare, bare_cpu = bare_simpy(attempts)
+    bare, bare_cpu = _bare_in_a_child(attempts)
     return {
         "size": size,
         "messages": int(summary["messages"]),
@@ -216,9 +231,14 @@ def main() -> None:
     parser.add_argument("--format", default="csv", choices=("csv", "parquet", "both"), help="output files")
     parser.add_argument("--no-report", action="store_true", help="skip report.html")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--bare", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     transport = "wire" if args.wire else "memory"
+    if args.bare is not None:
+        wall, cpu = bare_simpy(args.bare)
+        sys.stdout.write(f"{wall!r} {cpu!r}\n")
+        return
     if args.child is not None:
         result = child(args.child, args.out, transport, args.format, not args.no_report)
         sys.stdout.write(json.dumps(result) + "\n")
