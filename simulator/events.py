@@ -482,13 +482,16 @@ def read_event_rows(path: Path, typed: frozenset[str]) -> Iterator[Event | dict[
                 try:
                     yield _ADAPTER.validate_python(row)
                 except ValidationError as exc:
-                    first = exc.errors()[0]
-                    where = ".".join(str(p) for p in first["loc"])
-                    raise ScenarioError(
-                        [Problem(str(path), number, "", f"not an event of smtp-outage: {where}: {first['msg']}")]
-                    ) from None
+                    raise _not_an_event(path, number, exc) from None
             else:
                 yield row
+
+
+def _not_an_event(path: Path, number: int, exc: ValidationError) -> ScenarioError:
+    """The one-line error for line *number* of *path*, which is not one of the tool's events."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return ScenarioError([Problem(str(path), number, "", f"not an event of smtp-outage: {where}: {first['msg']}")])
 
 
 def write_events(path: Path, events: Iterable[Event]) -> None:
@@ -513,10 +516,6 @@ def read_events(path: Path) -> Iterator[Event]:
             try:
                 yield _ADAPTER.validate_json(line)
             except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(p) for p in first["loc"])
-                raise ScenarioError(
-                    [Problem(str(path), number, "", f"not an event of smtp-outage: {where}: {first['msg']}")]
-                ) from None
+                raise _not_an_event(path, number, exc) from None
             except json.JSONDecodeError as exc:  # pragma: no cover - pydantic reports bad JSON itself
                 raise ScenarioError([Problem(str(path), number, "", f"not JSON: {exc}")]) from None

@@ -22,6 +22,8 @@ from simulator import run_scenario
 from simulator.analysis import Analysis, EventFold, RunFacts
 from simulator.api import OUTPUT_FILES, REPORT_FILES, prepare_results
 from simulator.engine import Pulse
+from simulator.errors import ScenarioError
+from simulator.events import read_event_rows, read_events
 from simulator.ledger import LedgerBuilder, LedgerRows
 from simulator.records.parquet import iter_parquet_events, iter_parquet_rows
 from simulator.report import FIGURES, load_results
@@ -217,3 +219,18 @@ def test_rows_named_otherwise_are_kept_as_they_are(tmp_path):
     assert [ledger.originator(i) for i in range(len(ledger))] == [r.originator for r in changed]
     assert [ledger.recipient(i) for i in range(len(ledger))] == [r.recipient for r in changed]
     assert ledger.index_of("from-a-log-17") == 3
+
+
+def test_both_event_readers_name_the_file_and_line_of_a_bad_event(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text(
+        '{"t":0,"time":"2024-03-04T00:00:00","type":"submit","message":"m1","sender":"a"}\n'
+        '{"t":1,"time":"2024-03-04T00:00:01","type":"attempt","message":"m1"}\n',
+        encoding="utf-8",
+    )
+    expected = f"{path}:2: not an event of smtp-outage: attempt.sender: Field required"
+    with pytest.raises(ScenarioError) as whole:
+        list(read_events(path))
+    with pytest.raises(ScenarioError) as rows:
+        list(read_event_rows(path, frozenset({"attempt"})))
+    assert str(whole.value) == str(rows.value) == expected

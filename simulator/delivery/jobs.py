@@ -187,10 +187,10 @@ class Rounds:
         rnd = self._rounds.get(key)
         if rnd is None:
             rnd = self._rounds[key] = _Round(domain, getattr(mta.state, "decides_alike", None))
-        while rnd.blocked(env.now):
+        if rnd.blocked(env.now):
             gate = _Gate()
             self._wait(rnd, rnd.out[-1][0], [gate])
-            yield cast(simpy.Event, gate)
+            yield cast(simpy.Event, gate)  # fired by ``_release`` only once this message may go
         turn = env.event()
         rnd.out.append((turn, counted))
         return turn
